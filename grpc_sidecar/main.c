@@ -1,0 +1,7 @@
+#include <stdio.h>
+#include "mom.pb-c.h"
+int
+main(void)
+{
+    return 0;
+}
