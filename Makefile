@@ -102,6 +102,9 @@ $(BUILD)/tests/%: grpc_sidecar/tests/%.c $(MOMD_SRCS) $(MOMD_HDRS) $(GEN_SRCS)
 	    -I$(GEN) $(CFLAGS_PKG) -o $@ $< $(MOMD_SRCS) $(GEN_SRCS) \
 	    $(LIBS_PKG) -lcmocka
 
+# BUILD is absolute: let `make build/tests/test_x` name the same binary.
+build/tests/%: $(BUILD)/tests/% ;
+
 unit: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do \
 	    echo "# $$t"; \
