@@ -1,7 +1,130 @@
+/*
+ * momd: the per-node MOM daemon. `momd -c momd.conf` runs in the
+ * foreground; SIGTERM/SIGINT stop it cleanly (in-flight requests are
+ * answered, streams ended, SQLite closed).
+ */
+#include <signal.h>
 #include <stdio.h>
-#include "mom.pb-c.h"
-int
-main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "commit.h"
+#include "conf.h"
+#include "log.h"
+#include "ops.h"
+#include "server.h"
+#include "store.h"
+
+typedef struct {
+    uv_loop_t *loop;
+    mom_conf_t conf;
+    mom_store_t *st;
+    mom_commit_t *commit;
+    mom_server_t *server;
+    mom_ops_t ops;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    int stopping;
+} mom_daemon_t;
+
+static void
+mom_daemon_usage(void)
 {
-    return 0;
+    fprintf(stderr, "usage: momd -c <momd.conf>\n");
+}
+
+static void
+mom_daemon_stop(uv_signal_t *sig, int signum)
+{
+    mom_daemon_t *d = sig->data;
+
+    if (d->stopping) {
+        return;
+    }
+    d->stopping = 1;
+    mom_log_info("signal %d: shutting down", signum);
+    mom_server_close(d->server);
+    mom_commit_close(d->commit);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+    static mom_daemon_t d;
+    const char *conf_path = NULL;
+    char err[512];
+    int opt, rc = 1;
+
+    while ((opt = getopt(argc, argv, "c:")) != -1) {
+        if (opt == 'c') {
+            conf_path = optarg;
+        } else {
+            mom_daemon_usage();
+            return 2;
+        }
+    }
+    if (conf_path == NULL || optind != argc) {
+        mom_daemon_usage();
+        return 2;
+    }
+    mom_conf_defaults(&d.conf);
+    if (mom_conf_load(&d.conf, conf_path, err, sizeof(err)) != 0) {
+        fprintf(stderr, "momd: %s: %s\n", conf_path, err);
+        mom_conf_free(&d.conf);
+        return 1;
+    }
+    mom_log_level = d.conf.log_level;
+    signal(SIGPIPE, SIG_IGN);
+
+    d.loop = uv_default_loop();
+    d.st =
+        mom_store_open(d.conf.data_dir, d.conf.synchronous, err, sizeof(err));
+    if (d.st == NULL) {
+        mom_log_error("store: %s", err);
+        goto done;
+    }
+    d.commit = mom_commit_new(d.loop, d.st, NULL, NULL);
+    if (d.commit == NULL) {
+        mom_log_error("cannot start the commit path");
+        goto done;
+    }
+    mom_ops_init(&d.ops, d.loop, &d.conf, d.st, d.commit);
+    d.server = mom_server_new(d.loop, &d.conf, mom_ops_handle, &d.ops);
+    if (d.server == NULL || mom_server_listen(d.server, d.conf.socket_path)) {
+        mom_log_error("cannot listen on %s", d.conf.socket_path);
+        goto done;
+    }
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigterm.data = &d;
+    d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, mom_daemon_stop, SIGTERM);
+    uv_signal_start(&d.sigint, mom_daemon_stop, SIGINT);
+
+    mom_log_info("node %u listening on %s, data in %s", d.conf.node_id,
+                 d.conf.socket_path, d.conf.data_dir);
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    mom_log_info("stopped");
+    rc = 0;
+
+done:
+    if (rc != 0) {
+        /* Release what was started, then let the handles close. */
+        if (d.server != NULL) {
+            mom_server_close(d.server);
+        }
+        if (d.commit != NULL) {
+            mom_commit_close(d.commit);
+        }
+        uv_run(d.loop, UV_RUN_DEFAULT);
+    }
+    mom_store_close(d.st);
+    uv_loop_close(d.loop);
+    mom_conf_free(&d.conf);
+    return rc;
 }

@@ -1,0 +1,482 @@
+/*
+ * Unix-socket server for the nginx module. One conn per accepted socket:
+ * an incremental frame decoder, one request in flight at a time (so replies
+ * are in order), libuv's write queue, and a stream mode for subscriptions.
+ * A bad or oversized frame closes that connection only.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+
+#define MOM_SERVER_READ_BUF 65536
+#define MOM_SERVER_BACKLOG 511
+
+struct mom_server_s {
+    uv_loop_t *loop;
+    uv_pipe_t listener;
+    mom_request_cb on_request;
+    void *data;
+    uint32_t max_frame;
+    mom_conn_t *conns; /* doubly linked, open and closing */
+    int listening;
+    int closing;
+    char *path;
+    char read_buf[MOM_SERVER_READ_BUF];
+};
+
+struct mom_conn_s {
+    uv_pipe_t pipe;
+    uv_shutdown_t shutdown_req;
+    mom_server_t *srv;
+    mom_conn_t *prev, *next;
+    mom_frame_decoder_t dec;
+    unsigned refs;
+    bool busy;        /* a request is being served */
+    bool dispatching; /* inside mom_conn_process: no recursion */
+    bool paused;      /* reading stopped: enough buffered */
+    bool closing;
+    bool close_after_reply;
+    bool streaming;
+    mom_conn_cb on_close;
+    mom_conn_cb on_drain;
+    void *stream_data;
+    size_t writes_pending;
+};
+
+typedef struct {
+    uv_write_t req;
+    mom_conn_t *conn;
+    mom_frame_t *frame;
+} mom_write_t;
+
+static void mom_conn_process(mom_conn_t *c);
+static void mom_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void mom_server_maybe_free(mom_server_t *srv);
+
+mom_server_t *
+mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
+               mom_request_cb on_request, void *data)
+{
+    mom_server_t *srv = calloc(1, sizeof(*srv));
+
+    if (srv == NULL) {
+        return NULL;
+    }
+    srv->loop = loop;
+    srv->on_request = on_request;
+    srv->data = data;
+    srv->max_frame = conf->max_frame_size;
+    return srv;
+}
+
+uint32_t
+mom_server_max_frame(const mom_server_t *srv)
+{
+    return srv->max_frame;
+}
+
+void
+mom_conn_ref(mom_conn_t *c)
+{
+    c->refs++;
+}
+
+void
+mom_conn_unref(mom_conn_t *c)
+{
+    if (--c->refs > 0) {
+        return;
+    }
+    mom_frame_decoder_free(&c->dec);
+    free(c);
+}
+
+bool
+mom_conn_closed(const mom_conn_t *c)
+{
+    return c->closing;
+}
+
+static void
+mom_conn_handle_closed(uv_handle_t *h)
+{
+    mom_conn_t *c = h->data;
+    mom_server_t *srv = c->srv;
+
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        srv->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    mom_conn_unref(c); /* the handle's reference */
+    mom_server_maybe_free(srv);
+}
+
+static void
+mom_conn_shutdown_done(uv_shutdown_t *req, int status)
+{
+    mom_conn_t *c = req->data;
+
+    uv_close((uv_handle_t *)&c->pipe, mom_conn_handle_closed);
+}
+
+void
+mom_conn_close(mom_conn_t *c, bool flush)
+{
+    mom_conn_cb on_close = c->on_close;
+
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    c->on_close = NULL;
+    c->on_drain = NULL;
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->shutdown_req.data = c;
+    if (!flush || c->writes_pending == 0 ||
+        uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe,
+                    mom_conn_shutdown_done) != 0) {
+        uv_close((uv_handle_t *)&c->pipe, mom_conn_handle_closed);
+    }
+    if (on_close != NULL) {
+        on_close(c->stream_data, c);
+    }
+}
+
+static void
+mom_conn_write_done(uv_write_t *req, int status)
+{
+    mom_write_t *w = req->data;
+    mom_conn_t *c = w->conn;
+
+    mom_frame_unref(w->frame);
+    free(w);
+    c->writes_pending--;
+    if (status < 0 && !c->closing) {
+        mom_log_debug("write to connection failed: %s", uv_strerror(status));
+        mom_conn_close(c, false);
+    } else if (c->writes_pending == 0 && c->on_drain != NULL && !c->closing) {
+        c->on_drain(c->stream_data, c);
+    }
+    mom_conn_unref(c);
+}
+
+int
+mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
+{
+    mom_write_t *w;
+    uv_buf_t buf;
+
+    if (c->closing) {
+        return -1;
+    }
+    w = malloc(sizeof(*w));
+    if (w == NULL) {
+        mom_conn_close(c, false);
+        return -1;
+    }
+    w->req.data = w;
+    w->conn = c;
+    w->frame = mom_frame_ref(frame);
+    buf = uv_buf_init((char *)frame->data, (unsigned)frame->len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1,
+                 mom_conn_write_done) != 0) {
+        mom_frame_unref(frame);
+        free(w);
+        mom_conn_close(c, false);
+        return -1;
+    }
+    c->writes_pending++;
+    mom_conn_ref(c);
+    return 0;
+}
+
+size_t
+mom_conn_queued(const mom_conn_t *c)
+{
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+}
+
+void
+mom_conn_on_drain(mom_conn_t *c, mom_conn_cb on_drain)
+{
+    c->on_drain = on_drain;
+}
+
+void
+mom_conn_stream(mom_conn_t *c, mom_conn_cb on_close, void *data)
+{
+    c->streaming = true;
+    c->on_close = on_close;
+    c->stream_data = data;
+    /* Reading continues: it is how a closed peer is noticed. */
+    if (c->paused && !c->closing) {
+        c->paused = false;
+        uv_read_start((uv_stream_t *)&c->pipe, mom_conn_alloc, mom_conn_read);
+    }
+}
+
+void
+mom_conn_reply(mom_conn_t *c, unsigned status, const void *body, size_t len,
+               const char *user)
+{
+    Mom__Response resp = MOM__RESPONSE__INIT;
+    mom_frame_t *frame;
+
+    if (!c->busy) {
+        mom_log_error("reply without a request (ignored)");
+        return;
+    }
+    c->busy = false;
+    if (!c->closing) {
+        resp.kind = MOM__KIND__KIND_REPLY;
+        resp.status = status;
+        resp.body.data = (uint8_t *)body;
+        resp.body.len = len;
+        resp.user = (char *)(user ? user : "");
+        frame = mom_frame_encode(&resp.base, c->srv->max_frame);
+        if (frame == NULL) {
+            mom_log_error("reply of %zu bytes could not be framed", len);
+            mom_conn_close(c, false);
+        } else {
+            mom_conn_write(c, frame);
+            mom_frame_unref(frame);
+        }
+    }
+    if (c->close_after_reply) {
+        mom_conn_close(c, true);
+    } else if (!c->streaming) {
+        mom_conn_process(c);
+    }
+    mom_conn_unref(c); /* the request's reference */
+}
+
+static void
+mom_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    mom_conn_t *c = h->data;
+
+    /* One buffer per server: a read is consumed before the next alloc. */
+    *buf = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
+}
+
+static void
+mom_conn_process(mom_conn_t *c)
+{
+    const uint8_t *payload;
+    Mom__Request *req;
+    size_t len;
+    int rc;
+
+    if (c->dispatching) {
+        return;
+    }
+    c->dispatching = true;
+    mom_conn_ref(c);
+    while (!c->busy && !c->closing && !c->streaming) {
+        rc = mom_frame_decoder_next(&c->dec, &payload, &len);
+        if (rc == 0) {
+            break;
+        }
+        if (rc < 0) {
+            mom_log_warn("bad frame length from nginx: closing connection");
+            mom_conn_close(c, false);
+            break;
+        }
+        req = mom__request__unpack(NULL, len, payload);
+        if (req == NULL) {
+            mom_log_warn("undecodable request frame: closing connection");
+            mom_conn_close(c, false);
+            break;
+        }
+        c->busy = true;
+        mom_conn_ref(c);
+        c->srv->on_request(c->srv->data, c, req);
+    }
+    c->dispatching = false;
+    if (!c->closing) {
+        size_t buffered = mom_frame_decoder_buffered(&c->dec);
+        bool full =
+            c->busy && buffered > (size_t)c->srv->max_frame + MOM_FRAME_HEADER;
+
+        if (full && !c->paused) {
+            uv_read_stop((uv_stream_t *)&c->pipe);
+            c->paused = true;
+        } else if (!full && c->paused) {
+            c->paused = false;
+            uv_read_start((uv_stream_t *)&c->pipe, mom_conn_alloc,
+                          mom_conn_read);
+        }
+    }
+    mom_conn_unref(c);
+}
+
+static void
+mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    mom_conn_t *c = s->data;
+
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            mom_log_debug("read: %s", uv_strerror((int)nread));
+        }
+        /* The peer is gone: nothing more can be delivered. */
+        mom_conn_close(c, false);
+        return;
+    }
+    if (nread == 0 || c->streaming || c->closing) {
+        return;
+    }
+    if (mom_frame_decoder_feed(&c->dec, buf->base, (size_t)nread) != 0) {
+        mom_conn_close(c, false);
+        return;
+    }
+    mom_conn_process(c);
+}
+
+static void
+mom_server_accept(uv_stream_t *listener, int status)
+{
+    mom_server_t *srv = listener->data;
+    mom_conn_t *c;
+
+    if (status < 0) {
+        mom_log_error("accept: %s", uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        mom_log_error("accept: out of memory");
+        return;
+    }
+    c->srv = srv;
+    c->refs = 1; /* the handle's */
+    mom_frame_decoder_init(&c->dec, srv->max_frame);
+    uv_pipe_init(srv->loop, &c->pipe, 0);
+    c->pipe.data = c;
+    c->next = srv->conns;
+    if (srv->conns != NULL) {
+        srv->conns->prev = c;
+    }
+    srv->conns = c;
+    if (uv_accept(listener, (uv_stream_t *)&c->pipe) != 0 ||
+        uv_read_start((uv_stream_t *)&c->pipe, mom_conn_alloc, mom_conn_read) !=
+            0) {
+        mom_conn_close(c, false);
+    }
+}
+
+/* A socket file nobody accepts on is stale: remove it. */
+static int
+mom_server_remove_stale(const char *path)
+{
+    struct sockaddr_un addr;
+    struct stat sb;
+    int fd, live;
+
+    if (lstat(path, &sb) != 0) {
+        return errno == ENOENT ? 0 : -1;
+    }
+    if (!S_ISSOCK(sb.st_mode)) {
+        mom_log_error("%s exists and is not a socket", path);
+        return -1;
+    }
+    memset(&addr, 0, sizeof(addr));
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, path, sizeof(addr.sun_path) - 1);
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    live = connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+    close(fd);
+    if (live) {
+        mom_log_error("%s is in use by another process", path);
+        return -1;
+    }
+    return unlink(path);
+}
+
+int
+mom_server_listen(mom_server_t *srv, const char *path)
+{
+    int rc;
+
+    if (mom_server_remove_stale(path) != 0) {
+        return -1;
+    }
+    srv->path = strdup(path);
+    if (srv->path == NULL) {
+        return -1;
+    }
+    uv_pipe_init(srv->loop, &srv->listener, 0);
+    srv->listener.data = srv;
+    srv->listening = 1;
+    if ((rc = uv_pipe_bind(&srv->listener, path)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&srv->listener, MOM_SERVER_BACKLOG,
+                        mom_server_accept)) != 0) {
+        mom_log_error("listen on %s: %s", path, uv_strerror(rc));
+        return -1;
+    }
+    /* nginx workers run as another user. */
+    if (chmod(path, 0666) != 0) {
+        mom_log_error("chmod %s: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+mom_server_maybe_free(mom_server_t *srv)
+{
+    if (srv->closing && !srv->listening && srv->conns == NULL) {
+        free(srv->path);
+        free(srv);
+    }
+}
+
+static void
+mom_server_listener_closed(uv_handle_t *h)
+{
+    mom_server_t *srv = h->data;
+
+    srv->listening = 0;
+    mom_server_maybe_free(srv);
+}
+
+void
+mom_server_close(mom_server_t *srv)
+{
+    mom_conn_t *c, *next;
+
+    srv->closing = 1;
+    if (srv->listening) {
+        uv_close((uv_handle_t *)&srv->listener, mom_server_listener_closed);
+        if (srv->path != NULL) {
+            unlink(srv->path);
+        }
+    }
+    for (c = srv->conns; c != NULL; c = next) {
+        next = c->next;
+        if (c->closing || c->streaming) {
+            continue;
+        }
+        if (c->busy) {
+            c->close_after_reply = true;
+        } else {
+            mom_conn_close(c, true);
+        }
+    }
+    mom_server_maybe_free(srv);
+}

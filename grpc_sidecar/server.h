@@ -1,0 +1,69 @@
+/*
+ * The Unix-socket listener for nginx: connections, framing, in-order
+ * replies, write queues, and stream (SSE) mode. Knows frames and
+ * connections, not what requests mean (that is ops.c).
+ */
+#ifndef MOM_SERVER_H
+#define MOM_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "conf.h"
+#include "frame.h"
+#include "mom.pb-c.h"
+
+typedef struct mom_server_s mom_server_t;
+typedef struct mom_conn_s mom_conn_t;
+
+/*
+ * A decoded request. The handler owns req (mom__request__free_unpacked) and
+ * must answer with exactly one mom_conn_reply() (possibly later), or turn
+ * the connection into a stream. The next request of the connection is not
+ * dispatched before that.
+ */
+typedef void (*mom_request_cb)(void *data, mom_conn_t *conn, Mom__Request *req);
+typedef void (*mom_conn_cb)(void *data, mom_conn_t *conn);
+
+mom_server_t *mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
+                             mom_request_cb on_request, void *data);
+/* Listens on path (a stale socket file is removed; mode 0666). */
+int mom_server_listen(mom_server_t *srv, const char *path);
+/*
+ * Stops listening; idle connections close now, busy ones after their
+ * reply, streams must be ended by their owner. srv is freed when all its
+ * handles are closed (run the loop).
+ */
+void mom_server_close(mom_server_t *srv);
+
+/* Keeps conn's memory alive across asynchronous work. */
+void mom_conn_ref(mom_conn_t *conn);
+void mom_conn_unref(mom_conn_t *conn);
+/* True once the connection is closing or closed: writes are dropped. */
+bool mom_conn_closed(const mom_conn_t *conn);
+
+/* Answers the current request with a KIND_REPLY frame. */
+void mom_conn_reply(mom_conn_t *conn, unsigned status, const void *body,
+                    size_t len, const char *user);
+
+/*
+ * Stream mode: after the REPLY of a subscription, the connection carries
+ * frames written by its owner; no more requests are read from it (bytes
+ * received are discarded) and on_close is called once when it closes, for
+ * whatever reason (peer EOF, write error, mom_conn_close()).
+ */
+void mom_conn_stream(mom_conn_t *conn, mom_conn_cb on_close, void *data);
+/* Queues a frame (takes a reference); -1 if the connection is closed. */
+int mom_conn_write(mom_conn_t *conn, mom_frame_t *frame);
+/* Bytes queued and not yet written to the socket. */
+size_t mom_conn_queued(const mom_conn_t *conn);
+/* Called once whenever the write queue becomes empty (stream mode). */
+void mom_conn_on_drain(mom_conn_t *conn, mom_conn_cb on_drain);
+/* Closes after the queued frames are written (graceful) or at once. */
+void mom_conn_close(mom_conn_t *conn, bool flush);
+
+uint32_t mom_server_max_frame(const mom_server_t *srv);
+
+#endif

@@ -1,0 +1,487 @@
+/*
+ * SQLite store of momd. WAL journal, PRAGMA synchronous from momd.conf, a
+ * busy timeout, and every statement prepared once at open. Statements are
+ * reset right after use so that no read transaction stays open.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "store.h"
+
+#define MOM_STORE_BUSY_MS 5000
+
+enum {
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_META_GET,
+    S_META_SET,
+    S_USER_INSERT,
+    S_USER_HASH,
+    S_LIST_USERS,
+    /* per collection: base + MOM_TOPIC or MOM_QUEUE */
+    S_COLL_CREATE,
+    S_COLL_GET = S_COLL_CREATE + 2,
+    S_COLL_DELETE = S_COLL_GET + 2,
+    S_COLL_DELETE_MSGS = S_COLL_DELETE + 2,
+    S_COLL_BUMP = S_COLL_DELETE_MSGS + 2,
+    S_COLL_INSERT_MSG = S_COLL_BUMP + 2,
+    S_COLL_SCAN = S_COLL_INSERT_MSG + 2,
+    S_COLL_REMOVE_MSG = S_COLL_SCAN + 2,
+    S_COLL_LIST = S_COLL_REMOVE_MSG + 2,
+    S_COUNT = S_COLL_LIST + 2,
+};
+
+static const char *const mom_store_sql[S_COUNT] = {
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+    [S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [S_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+                   "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [S_USER_INSERT] = "INSERT OR IGNORE INTO users(name, hash) VALUES (?1, ?2)",
+    [S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
+    [S_LIST_USERS] = "SELECT name FROM users ORDER BY name",
+
+    [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
+                                  "next_offset) VALUES (?1, ?2, 1)",
+    [S_COLL_CREATE + MOM_QUEUE] = "INSERT OR IGNORE INTO queues(name, owner, "
+                                  "next_id) VALUES (?1, ?2, 1)",
+    [S_COLL_GET + MOM_TOPIC] =
+        "SELECT owner, next_offset FROM topics WHERE name = ?1",
+    [S_COLL_GET + MOM_QUEUE] =
+        "SELECT owner, next_id FROM queues WHERE name = ?1",
+    [S_COLL_DELETE + MOM_TOPIC] = "DELETE FROM topics WHERE name = ?1",
+    [S_COLL_DELETE + MOM_QUEUE] = "DELETE FROM queues WHERE name = ?1",
+    [S_COLL_DELETE_MSGS + MOM_TOPIC] =
+        "DELETE FROM topic_messages WHERE topic = ?1",
+    [S_COLL_DELETE_MSGS + MOM_QUEUE] =
+        "DELETE FROM queue_messages WHERE queue = ?1",
+    [S_COLL_BUMP + MOM_TOPIC] =
+        "UPDATE topics SET next_offset = next_offset + 1 WHERE name = ?1",
+    [S_COLL_BUMP + MOM_QUEUE] =
+        "UPDATE queues SET next_id = next_id + 1 WHERE name = ?1",
+    [S_COLL_INSERT_MSG + MOM_TOPIC] =
+        "INSERT INTO topic_messages(topic, \"offset\", sender, content, "
+        "ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_COLL_INSERT_MSG + MOM_QUEUE] =
+        "INSERT INTO queue_messages(queue, id, sender, content, ts_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_COLL_SCAN + MOM_TOPIC] =
+        "SELECT \"offset\", sender, content, ts_ms FROM topic_messages "
+        "WHERE topic = ?1 AND \"offset\" > ?2 ORDER BY \"offset\" LIMIT ?3",
+    [S_COLL_SCAN + MOM_QUEUE] =
+        "SELECT id, sender, content, ts_ms FROM queue_messages "
+        "WHERE queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    [S_COLL_REMOVE_MSG + MOM_TOPIC] =
+        "DELETE FROM topic_messages WHERE topic = ?1 AND \"offset\" = ?2",
+    [S_COLL_REMOVE_MSG + MOM_QUEUE] =
+        "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2",
+    [S_COLL_LIST + MOM_TOPIC] = "SELECT name FROM topics ORDER BY name",
+    [S_COLL_LIST + MOM_QUEUE] = "SELECT name FROM queues ORDER BY name",
+};
+
+static const char mom_store_schema[] =
+    "CREATE TABLE IF NOT EXISTS users ("
+    "  name TEXT PRIMARY KEY, hash TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS topics ("
+    "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS topic_messages ("
+    "  topic TEXT NOT NULL, \"offset\" INTEGER NOT NULL,"
+    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (topic, \"offset\"));"
+    "CREATE TABLE IF NOT EXISTS queues ("
+    "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+    "  next_id INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS queue_messages ("
+    "  queue TEXT NOT NULL, id INTEGER NOT NULL,"
+    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (queue, id));"
+    "CREATE TABLE IF NOT EXISTS meta ("
+    "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;";
+
+struct mom_store_s {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+};
+
+static int
+mom_store_fail(mom_store_t *st, const char *what)
+{
+    mom_log_error("sqlite: %s: %s", what, sqlite3_errmsg(st->db));
+    return MOM_STORE_ERROR;
+}
+
+/* Steps a statement that returns no rows and resets it. */
+static int
+mom_store_exec_stmt(mom_store_t *st, sqlite3_stmt *s)
+{
+    int rc = sqlite3_step(s);
+
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    if (rc != SQLITE_DONE) {
+        return mom_store_fail(st, sqlite3_sql(s));
+    }
+    return MOM_STORE_OK;
+}
+
+static void
+mom_store_finish(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+mom_store_t *
+mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
+               size_t err_size)
+{
+    mom_store_t *st;
+    char path[4096];
+    char pragmas[256];
+    char *msg = NULL;
+
+    if (mkdir(data_dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, err_size, "mkdir %s: %s", data_dir, strerror(errno));
+        return NULL;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/mom.db", data_dir) >=
+        sizeof(path)) {
+        snprintf(err, err_size, "data_dir too long");
+        return NULL;
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                            SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path,
+                 st->db ? sqlite3_errmsg(st->db) : "cannot open");
+        goto failed;
+    }
+    sqlite3_busy_timeout(st->db, MOM_STORE_BUSY_MS);
+    snprintf(pragmas, sizeof(pragmas),
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+             sync == MOM_SYNC_FULL ? "FULL" : "NORMAL");
+    if (sqlite3_exec(st->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, msg ? msg : "error");
+        sqlite3_free(msg);
+        goto failed;
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        if (sqlite3_prepare_v3(st->db, mom_store_sql[i], -1,
+                               SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
+                               NULL) != SQLITE_OK) {
+            snprintf(err, err_size, "prepare \"%s\": %s", mom_store_sql[i],
+                     sqlite3_errmsg(st->db));
+            goto failed;
+        }
+    }
+    return st;
+
+failed:
+    mom_store_close(st);
+    return NULL;
+}
+
+void
+mom_store_close(mom_store_t *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    for (int i = 0; i < S_COUNT; i++) {
+        sqlite3_finalize(st->stmt[i]);
+    }
+    if (st->db != NULL && sqlite3_close(st->db) != SQLITE_OK) {
+        mom_log_error("sqlite close: %s", sqlite3_errmsg(st->db));
+    }
+    free(st);
+}
+
+sqlite3 *
+mom_store_db(mom_store_t *st)
+{
+    return st->db;
+}
+
+int
+mom_store_begin(mom_store_t *st)
+{
+    return mom_store_exec_stmt(st, st->stmt[S_BEGIN]);
+}
+
+int
+mom_store_commit(mom_store_t *st)
+{
+    return mom_store_exec_stmt(st, st->stmt[S_COMMIT]);
+}
+
+void
+mom_store_rollback(mom_store_t *st)
+{
+    if (!sqlite3_get_autocommit(st->db)) {
+        mom_store_exec_stmt(st, st->stmt[S_ROLLBACK]);
+    }
+}
+
+static void
+mom_store_applied_key(char *key, size_t size, uint32_t group)
+{
+    snprintf(key, size, "applied_index.%" PRIu32, group);
+}
+
+int
+mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index)
+{
+    sqlite3_stmt *s = st->stmt[S_META_GET];
+    char key[32];
+    int rc;
+
+    mom_store_applied_key(key, sizeof(key), group);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *index = (uint64_t)sqlite3_column_int64(s, 0);
+    } else if (rc == SQLITE_DONE) {
+        *index = 0;
+    }
+    mom_store_finish(s);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE
+               ? MOM_STORE_OK
+               : mom_store_fail(st, "applied_index");
+}
+
+int
+mom_store_set_applied_index(mom_store_t *st, uint32_t group, uint64_t index)
+{
+    sqlite3_stmt *s = st->stmt[S_META_SET];
+    char key[32];
+
+    mom_store_applied_key(key, sizeof(key), group);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)index);
+    return mom_store_exec_stmt(st, s);
+}
+
+int
+mom_store_user_insert(mom_store_t *st, const char *name, const char *hash)
+{
+    sqlite3_stmt *s = st->stmt[S_USER_INSERT];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, hash, -1, SQLITE_STATIC);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return sqlite3_changes(st->db) == 0 ? MOM_STORE_EXISTS : MOM_STORE_OK;
+}
+
+/* Steps a one-row query and copies its first column into *out. */
+static int
+mom_store_get_text(mom_store_t *st, sqlite3_stmt *s, char **out)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        if (out != NULL) {
+            const unsigned char *t = sqlite3_column_text(s, 0);
+            *out = strdup(t ? (const char *)t : "");
+            if (*out == NULL) {
+                mom_store_finish(s);
+                return MOM_STORE_ERROR;
+            }
+        }
+        return MOM_STORE_OK; /* caller reads more columns, then finishes */
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_DONE) {
+        return MOM_STORE_NOT_FOUND;
+    }
+    return mom_store_fail(st, sqlite3_sql(s));
+}
+
+int
+mom_store_user_hash(mom_store_t *st, const char *name, char **hash_out)
+{
+    sqlite3_stmt *s = st->stmt[S_USER_HASH];
+    int rc;
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = mom_store_get_text(st, s, hash_out);
+    if (rc == MOM_STORE_OK) {
+        mom_store_finish(s);
+    }
+    return rc;
+}
+
+int
+mom_store_coll_create(mom_store_t *st, mom_coll_t c, const char *name,
+                      const char *owner)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_CREATE + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return sqlite3_changes(st->db) == 0 ? MOM_STORE_EXISTS : MOM_STORE_OK;
+}
+
+int
+mom_store_coll_get(mom_store_t *st, mom_coll_t c, const char *name,
+                   char **owner_out, uint64_t *next_seq)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_GET + c];
+    int rc;
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = mom_store_get_text(st, s, owner_out);
+    if (rc == MOM_STORE_OK) {
+        if (next_seq != NULL) {
+            *next_seq = (uint64_t)sqlite3_column_int64(s, 1);
+        }
+        mom_store_finish(s);
+    }
+    return rc;
+}
+
+int
+mom_store_coll_delete(mom_store_t *st, mom_coll_t c, const char *name)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_DELETE_MSGS + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    s = st->stmt[S_COLL_DELETE + c];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return sqlite3_changes(st->db) == 0 ? MOM_STORE_NOT_FOUND : MOM_STORE_OK;
+}
+
+int
+mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
+                      const char *sender, const void *content,
+                      size_t content_len, int64_t ts_ms, uint64_t *seq_out)
+{
+    sqlite3_stmt *s;
+    uint64_t seq;
+    int rc;
+
+    rc = mom_store_coll_get(st, c, name, NULL, &seq);
+    if (rc != MOM_STORE_OK) {
+        return rc;
+    }
+    s = st->stmt[S_COLL_INSERT_MSG + c];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(s, 3, sender, -1, SQLITE_STATIC);
+    /* A zero-length blob binds as NULL with a NULL pointer: use "". */
+    sqlite3_bind_blob(s, 4, content_len ? content : "", (int)content_len,
+                      SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, ts_ms);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    s = st->stmt[S_COLL_BUMP + c];
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    *seq_out = seq;
+    return MOM_STORE_OK;
+}
+
+int
+mom_store_coll_scan(mom_store_t *st, mom_coll_t c, const char *name,
+                    uint64_t after, uint32_t limit, mom_store_msg_cb cb,
+                    void *data)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_SCAN + c];
+    mom_store_msg_t m;
+    int rc;
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+    sqlite3_bind_int64(s, 3, limit);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        m.seq = (uint64_t)sqlite3_column_int64(s, 0);
+        m.sender = (const char *)sqlite3_column_text(s, 1);
+        m.sender_len = (size_t)sqlite3_column_bytes(s, 1);
+        m.content = sqlite3_column_blob(s, 2);
+        m.content_len = (size_t)sqlite3_column_bytes(s, 2);
+        m.ts_ms = sqlite3_column_int64(s, 3);
+        if (m.sender == NULL) {
+            m.sender = "";
+        }
+        if (m.content == NULL) {
+            m.content = "";
+        }
+        if (cb(data, &m) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    mom_store_finish(s);
+    return rc == SQLITE_DONE ? MOM_STORE_OK : mom_store_fail(st, "scan");
+}
+
+int
+mom_store_coll_remove(mom_store_t *st, mom_coll_t c, const char *name,
+                      uint64_t seq)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_REMOVE_MSG + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return sqlite3_changes(st->db) == 0 ? MOM_STORE_NOT_FOUND : MOM_STORE_OK;
+}
+
+int
+mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
+               void *data)
+{
+    sqlite3_stmt *s;
+    int rc;
+
+    switch (which) {
+    case MOM_LIST_USERS:
+        s = st->stmt[S_LIST_USERS];
+        break;
+    case MOM_LIST_TOPICS:
+        s = st->stmt[S_COLL_LIST + MOM_TOPIC];
+        break;
+    default:
+        s = st->stmt[S_COLL_LIST + MOM_QUEUE];
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(s, 0);
+        if (cb(data, name ? name : "", (size_t)sqlite3_column_bytes(s, 0)) !=
+            0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    mom_store_finish(s);
+    return rc == SQLITE_DONE ? MOM_STORE_OK : mom_store_fail(st, "list");
+}
