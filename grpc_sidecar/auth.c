@@ -61,9 +61,11 @@ static int
 mom_auth_b64_decode(const char *in, size_t in_len, unsigned char *out,
                     size_t out_size)
 {
+    unsigned char canon[MOM_AUTH_HASH_MAX];
     int n;
 
-    if (in_len == 0 || in_len % 4 != 0 || in_len / 4 * 3 > out_size) {
+    if (in_len == 0 || in_len % 4 != 0 || in_len / 4 * 3 > out_size ||
+        in_len >= sizeof(canon)) {
         return -1;
     }
     n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)in_len);
@@ -76,6 +78,11 @@ mom_auth_b64_decode(const char *in, size_t in_len, unsigned char *out,
     }
     if (in[in_len - 2] == '=') {
         n--;
+    }
+    /* Only the canonical encoding: one stored string per hash. */
+    if (n <= 0 || EVP_EncodeBlock(canon, out, n) != (int)in_len ||
+        memcmp(canon, in, in_len) != 0) {
+        return -1;
     }
     return n;
 }

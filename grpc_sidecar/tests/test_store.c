@@ -1,0 +1,430 @@
+/*
+ * Unit tests of the store and the state machine (store.c, sm.c) on a real
+ * SQLite file in a temporary directory: every command kind, offsets, owner
+ * checks, 404s, queue FIFO, idempotent re-apply, reopen.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sm.h"
+#include "store.h"
+
+typedef struct {
+    char dir[64];
+    mom_store_t *st;
+    uint64_t index;
+    mom_result_t res;
+} fixture_t;
+
+static mom_store_t *
+open_store(const char *dir)
+{
+    char err[256];
+    mom_store_t *st = mom_store_open(dir, MOM_SYNC_NORMAL, err, sizeof(err));
+
+    if (st == NULL) {
+        fail_msg("open: %s", err);
+    }
+    return st;
+}
+
+static int
+setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof(*f));
+
+    strcpy(f->dir, "/tmp/mom-test-store-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    f->st = open_store(f->dir);
+    mom_result_init(&f->res);
+    *state = f;
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    fixture_t *f = *state;
+    char cmd[128];
+
+    mom_result_free(&f->res);
+    mom_store_close(f->st);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+/* Applies one command at the next index in its own transaction. */
+static unsigned
+apply_at(fixture_t *f, uint64_t index, Mom__CommandOp op, const char *name,
+         const char *user, const char *content)
+{
+    Mom__Command cmd = MOM__COMMAND__INIT;
+
+    cmd.op = op;
+    cmd.name = (char *)name;
+    cmd.user = (char *)(user ? user : "");
+    cmd.password_hash = "pbkdf2_sha256$1$AAAA$BBBB";
+    if (content != NULL) {
+        cmd.content.data = (uint8_t *)content;
+        cmd.content.len = strlen(content);
+    }
+    cmd.timestamp_ms = 1795703915123LL; /* 2026-11-26T14:38:35.123Z */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_sm_apply(f->st, 0, index, &cmd, &f->res), 0);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+    /* NUL-terminate the body for string comparisons. */
+    mom_buf_append(&f->res.body, "", 1);
+    f->res.body.len--;
+    return f->res.status;
+}
+
+static unsigned
+apply(fixture_t *f, Mom__CommandOp op, const char *name, const char *user,
+      const char *content)
+{
+    return apply_at(f, ++f->index, op, name, user, content);
+}
+
+#define BODY(f) ((f)->res.body.len ? (f)->res.body.data : "")
+
+static void
+test_register(void **state)
+{
+    fixture_t *f = *state;
+    char *hash = NULL;
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL,
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f), "{\"message\":\"User registered\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL,
+                           NULL),
+                     400);
+    assert_string_equal(BODY(f), "{\"detail\":\"User already exists\"}");
+    assert_int_equal(mom_store_user_hash(f->st, "alice", &hash),
+                     MOM_STORE_OK);
+    assert_string_equal(hash, "pbkdf2_sha256$1$AAAA$BBBB");
+    free(hash);
+    assert_int_equal(mom_store_user_hash(f->st, "bob", &hash),
+                     MOM_STORE_NOT_FOUND);
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "bad name",
+                           NULL, NULL),
+                     422);
+}
+
+static void
+test_topics(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t next;
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "alice",
+                           "1"),
+                     404);
+    assert_string_equal(BODY(f), "{\"detail\":\"Topic not found\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "alice",
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f),
+                        "{\"message\":\"Topic created\",\"name\":\"t\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob",
+                           NULL),
+                     400);
+    assert_string_equal(BODY(f), "{\"detail\":\"Topic already exists\"}");
+
+    for (int i = 1; i <= 3; i++) {
+        char want[64];
+        assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "bob",
+                               "{\"k\":[1,\"two\"]}"),
+                         200);
+        snprintf(want, sizeof(want),
+                 "{\"message\":\"Message published\",\"offset\":%d}", i);
+        assert_string_equal(BODY(f), want);
+        assert_true(f->res.has_message);
+        assert_int_equal(f->res.message.seq, i);
+        assert_string_equal(f->res.message.sender, "bob");
+    }
+    assert_int_equal(
+        mom_store_coll_get(f->st, MOM_TOPIC, "t", NULL, &next), MOM_STORE_OK);
+    assert_int_equal(next, 4);
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "bob",
+                           NULL),
+                     403);
+    assert_string_equal(BODY(f),
+                        "{\"detail\":\"Not the owner of this topic\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice",
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f),
+                        "{\"message\":\"Topic deleted\",\"name\":\"t\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice",
+                           NULL),
+                     404);
+
+    /* A re-created topic starts at offset 1 with no old messages. */
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob",
+                           NULL),
+                     200);
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "bob", "2"),
+                     200);
+    assert_int_equal(f->res.message.seq, 1);
+}
+
+typedef struct {
+    uint64_t seqs[16];
+    char contents[16][32];
+    int n;
+} collected_t;
+
+static int
+collect(void *data, const mom_store_msg_t *m)
+{
+    collected_t *c = data;
+
+    c->seqs[c->n] = m->seq;
+    snprintf(c->contents[c->n], sizeof(c->contents[0]), "%.*s",
+             (int)m->content_len, (const char *)m->content);
+    c->n++;
+    return 0;
+}
+
+static void
+test_history_scan(void **state)
+{
+    fixture_t *f = *state;
+    collected_t c = {0};
+    char num[8];
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "h", "alice", NULL);
+    for (int i = 1; i <= 10; i++) {
+        snprintf(num, sizeof(num), "%d", i * 10);
+        apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "h", "alice", num);
+    }
+    assert_int_equal(mom_store_coll_scan(f->st, MOM_TOPIC, "h", 7, 100,
+                                         collect, &c),
+                     MOM_STORE_OK);
+    assert_int_equal(c.n, 3);
+    assert_int_equal(c.seqs[0], 8);
+    assert_string_equal(c.contents[2], "100");
+    memset(&c, 0, sizeof(c));
+    mom_store_coll_scan(f->st, MOM_TOPIC, "h", 0, 2, collect, &c);
+    assert_int_equal(c.n, 2);
+    assert_int_equal(c.seqs[1], 2);
+}
+
+static void
+test_queues_fifo(void **state)
+{
+    fixture_t *f = *state;
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "bob", NULL),
+                     404);
+    assert_string_equal(BODY(f), "{\"detail\":\"Queue not found\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice",
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f),
+                        "{\"message\":\"Queue created\",\"name\":\"q\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice",
+                           NULL),
+                     400);
+    assert_string_equal(BODY(f), "{\"detail\":\"Queue already exists\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "bob", NULL),
+                     200);
+    assert_string_equal(BODY(f), "{\"message\":null}");
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob",
+                           "\"first\""),
+                     200);
+    assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":1}");
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "\"second\"");
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "carol", "\"third\"");
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave",
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f),
+                        "{\"message\":{\"id\":1,\"sender\":\"bob\",\"content\":"
+                        "\"first\",\"timestamp\":\"2026-11-26T14:38:35.123Z\""
+                        "}}");
+    apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave", NULL);
+    assert_non_null(strstr(BODY(f), "\"id\":2,"));
+    apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave", NULL);
+    assert_non_null(strstr(BODY(f), "\"sender\":\"carol\""));
+    apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave", NULL);
+    assert_string_equal(BODY(f), "{\"message\":null}");
+
+    /* ids keep growing after the queue emptied. */
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "4");
+    assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":4}");
+
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "bob",
+                           NULL),
+                     403);
+    assert_string_equal(BODY(f),
+                        "{\"detail\":\"Not the owner of this queue\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice",
+                           NULL),
+                     200);
+    assert_string_equal(BODY(f),
+                        "{\"message\":\"Queue deleted\",\"name\":\"q\"}");
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "5"),
+                     404);
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice",
+                           NULL),
+                     404);
+}
+
+static void
+test_idempotent_replay(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t applied, next;
+
+    apply_at(f, 5, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "r", "alice", NULL);
+    assert_int_equal(apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r",
+                              "alice", "1"),
+                     200);
+    /* Replaying index 6 (and older ones) changes nothing. */
+    assert_int_equal(apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r",
+                              "alice", "1"),
+                     0);
+    assert_int_equal(apply_at(f, 3, MOM__COMMAND_OP__CMD_PUBLISH, "r",
+                              "alice", "1"),
+                     0);
+    assert_int_equal(
+        mom_store_coll_get(f->st, MOM_TOPIC, "r", NULL, &next), MOM_STORE_OK);
+    assert_int_equal(next, 2);
+    assert_int_equal(mom_store_applied_index(f->st, 0, &applied),
+                     MOM_STORE_OK);
+    assert_int_equal(applied, 6);
+    /* Other logs (groups) have their own index. */
+    assert_int_equal(mom_store_applied_index(f->st, 7, &applied),
+                     MOM_STORE_OK);
+    assert_int_equal(applied, 0);
+
+    /* Errors advance the index too: they are deterministic results. */
+    assert_int_equal(apply_at(f, 7, MOM__COMMAND_OP__CMD_PUBLISH, "nope",
+                              "alice", "1"),
+                     404);
+    mom_store_applied_index(f->st, 0, &applied);
+    assert_int_equal(applied, 7);
+}
+
+static void
+test_rollback(void **state)
+{
+    fixture_t *f = *state;
+    Mom__Command cmd = MOM__COMMAND__INIT;
+    uint64_t applied;
+
+    cmd.op = MOM__COMMAND_OP__CMD_CREATE_TOPIC;
+    cmd.name = "rb";
+    cmd.user = "alice";
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_sm_apply(f->st, 0, 1, &cmd, &f->res), 0);
+    mom_store_rollback(f->st);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "rb", NULL, NULL),
+                     MOM_STORE_NOT_FOUND);
+    mom_store_applied_index(f->st, 0, &applied);
+    assert_int_equal(applied, 0);
+}
+
+static int
+count_names(void *data, const char *name, size_t len)
+{
+    char *out = data;
+
+    strncat(out, name, len);
+    strcat(out, ",");
+    return 0;
+}
+
+static void
+test_reopen_and_list(void **state)
+{
+    fixture_t *f = *state;
+    char names[256] = "";
+    collected_t c = {0};
+    uint64_t applied;
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "zeta", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "Alpha", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "beta", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "beta", "alice", "[]");
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q1", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q1", "alice", "null");
+
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+
+    assert_int_equal(mom_store_list(f->st, MOM_LIST_TOPICS, count_names,
+                                     names),
+                     MOM_STORE_OK);
+    assert_string_equal(names, "Alpha,beta,zeta,");
+    names[0] = '\0';
+    mom_store_list(f->st, MOM_LIST_QUEUES, count_names, names);
+    assert_string_equal(names, "q1,");
+    names[0] = '\0';
+    mom_store_list(f->st, MOM_LIST_USERS, count_names, names);
+    assert_string_equal(names, "");
+    mom_store_coll_scan(f->st, MOM_TOPIC, "beta", 0, 10, collect, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.contents[0], "[]");
+    mom_store_applied_index(f->st, 0, &applied);
+    assert_int_equal(applied, f->index);
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q1", "bob",
+                           NULL),
+                     200);
+    assert_non_null(strstr(BODY(f), "\"content\":null"));
+}
+
+static void
+test_name_validation(void **state)
+{
+    char longest[MOM_NAME_MAX + 2];
+
+    assert_true(mom_name_valid("a"));
+    assert_true(mom_name_valid("A.b_c-9"));
+    assert_false(mom_name_valid(""));
+    assert_false(mom_name_valid(NULL));
+    assert_false(mom_name_valid("a b"));
+    assert_false(mom_name_valid("a/b"));
+    assert_false(mom_name_valid("\xc3\xa9"));
+    memset(longest, 'x', sizeof(longest));
+    longest[MOM_NAME_MAX] = '\0';
+    assert_true(mom_name_valid(longest));
+    longest[MOM_NAME_MAX] = 'x';
+    longest[MOM_NAME_MAX + 1] = '\0';
+    assert_false(mom_name_valid(longest));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_register, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_history_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queues_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idempotent_replay, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_and_list, setup,
+                                        teardown),
+        cmocka_unit_test(test_name_validation),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
