@@ -39,7 +39,7 @@ MOMD_CFLAGS := -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -Igrpc_sidecar \
 SAN_FLAGS  := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
               -fno-sanitize-recover=undefined
 
-.PHONY: all module momd unit deps run stop test clean format
+.PHONY: all module momd unit deps run stop test clean format bench-tools
 
 all: module momd
 
@@ -124,6 +124,14 @@ test: deps
 	$(MAKE) all
 	$(MAKE) unit
 	prove -r -j2 t/
+
+# --- benchmark tools (scripts/bench) -----------------------------------------
+
+$(BUILD)/bench/sse_bench: bench/sse_bench.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -o $@ $<
+
+bench-tools: $(BUILD)/bench/sse_bench
 
 format:
 	clang-format -i grpc_sidecar/*.c grpc_sidecar/*.h grpc_sidecar/tests/*.c
