@@ -16,6 +16,7 @@
 #include "log.h"
 #include "ops.h"
 #include "server.h"
+#include "sse.h"
 #include "store.h"
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
     mom_conf_t conf;
     mom_store_t *st;
     mom_commit_t *commit;
+    mom_sse_t *sse;
     mom_server_t *server;
     mom_ops_t ops;
     uv_signal_t sigterm;
@@ -46,6 +48,7 @@ mom_daemon_stop(uv_signal_t *sig, int signum)
     }
     d->stopping = 1;
     mom_log_info("signal %d: shutting down", signum);
+    mom_sse_shutdown(d->sse);
     mom_server_close(d->server);
     mom_commit_close(d->commit);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
@@ -88,12 +91,18 @@ main(int argc, char **argv)
         mom_log_error("store: %s", err);
         goto done;
     }
-    d.commit = mom_commit_new(d.loop, d.st, NULL, NULL);
+    d.sse = mom_sse_new(d.loop, &d.conf, d.st);
+    if (d.sse == NULL) {
+        mom_log_error("cannot start subscriptions");
+        goto done;
+    }
+    d.commit = mom_commit_new(d.loop, d.st, mom_sse_applied, d.sse);
     if (d.commit == NULL) {
         mom_log_error("cannot start the commit path");
         goto done;
     }
     mom_ops_init(&d.ops, d.loop, &d.conf, d.st, d.commit);
+    d.ops.sse = d.sse;
     d.server = mom_server_new(d.loop, &d.conf, mom_ops_handle, &d.ops);
     if (d.server == NULL || mom_server_listen(d.server, d.conf.socket_path)) {
         mom_log_error("cannot listen on %s", d.conf.socket_path);
@@ -120,6 +129,9 @@ done:
         }
         if (d.commit != NULL) {
             mom_commit_close(d.commit);
+        }
+        if (d.sse != NULL) {
+            mom_sse_shutdown(d.sse);
         }
         uv_run(d.loop, UV_RUN_DEFAULT);
     }

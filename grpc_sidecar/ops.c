@@ -17,6 +17,7 @@
 #include "log.h"
 #include "ops.h"
 #include "sm.h"
+#include "sse.h"
 
 typedef struct {
     mom_ops_t *ops;
@@ -433,7 +434,12 @@ mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
         mom_op_history(op);
         return;
     case MOM__OP__OP_SUBSCRIBE:
-        mom_op_error(op, 503, "Subscriptions unavailable");
+        if (ops->sse == NULL) {
+            mom_op_error(op, 503, "Subscriptions unavailable");
+            return;
+        }
+        free(op); /* the subscription owns req and answers */
+        mom_sse_subscribe(ops->sse, conn, req);
         return;
     case MOM__OP__OP_CREATE_TOPIC:
         mom_op_submit(op, MOM__COMMAND_OP__CMD_CREATE_TOPIC, NULL);

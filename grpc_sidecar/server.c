@@ -17,6 +17,8 @@
 
 #define MOM_SERVER_READ_BUF 65536
 #define MOM_SERVER_BACKLOG 511
+/* How long a graceful close may wait for a peer that does not read. */
+#define MOM_SERVER_LINGER_MS 5000
 
 struct mom_server_s {
     uv_loop_t *loop;
@@ -34,6 +36,8 @@ struct mom_server_s {
 struct mom_conn_s {
     uv_pipe_t pipe;
     uv_shutdown_t shutdown_req;
+    uv_timer_t linger; /* bounds a graceful close */
+    bool lingering;
     mom_server_t *srv;
     mom_conn_t *prev, *next;
     mom_frame_decoder_t dec;
@@ -57,6 +61,7 @@ typedef struct {
 } mom_write_t;
 
 static void mom_conn_process(mom_conn_t *c);
+static void mom_conn_linger_closed(uv_handle_t *h);
 static void mom_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void mom_server_maybe_free(mom_server_t *srv);
@@ -105,10 +110,10 @@ mom_conn_closed(const mom_conn_t *c)
     return c->closing;
 }
 
+/* Both handles (pipe, linger timer) are closed: unlink and release. */
 static void
-mom_conn_handle_closed(uv_handle_t *h)
+mom_conn_released(mom_conn_t *c)
 {
-    mom_conn_t *c = h->data;
     mom_server_t *srv = c->srv;
 
     if (c->prev != NULL) {
@@ -124,11 +129,41 @@ mom_conn_handle_closed(uv_handle_t *h)
 }
 
 static void
+mom_conn_linger_closed(uv_handle_t *h)
+{
+    mom_conn_released(h->data);
+}
+
+static void
+mom_conn_handle_closed(uv_handle_t *h)
+{
+    mom_conn_t *c = h->data;
+
+    if (c->lingering) {
+        uv_close((uv_handle_t *)&c->linger, mom_conn_linger_closed);
+        return;
+    }
+    mom_conn_released(c);
+}
+
+static void
+mom_conn_close_now(mom_conn_t *c)
+{
+    if (!uv_is_closing((uv_handle_t *)&c->pipe)) {
+        uv_close((uv_handle_t *)&c->pipe, mom_conn_handle_closed);
+    }
+}
+
+static void
 mom_conn_shutdown_done(uv_shutdown_t *req, int status)
 {
-    mom_conn_t *c = req->data;
+    mom_conn_close_now(req->data);
+}
 
-    uv_close((uv_handle_t *)&c->pipe, mom_conn_handle_closed);
+static void
+mom_conn_linger_expired(uv_timer_t *t)
+{
+    mom_conn_close_now(t->data);
 }
 
 void
@@ -137,6 +172,9 @@ mom_conn_close(mom_conn_t *c, bool flush)
     mom_conn_cb on_close = c->on_close;
 
     if (c->closing) {
+        if (!flush) {
+            mom_conn_close_now(c);
+        }
         return;
     }
     c->closing = true;
@@ -147,7 +185,14 @@ mom_conn_close(mom_conn_t *c, bool flush)
     if (!flush || c->writes_pending == 0 ||
         uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->pipe,
                     mom_conn_shutdown_done) != 0) {
-        uv_close((uv_handle_t *)&c->pipe, mom_conn_handle_closed);
+        mom_conn_close_now(c);
+    } else {
+        /* A peer that stops reading must not keep us forever. */
+        uv_timer_init(c->srv->loop, &c->linger);
+        c->linger.data = c;
+        c->lingering = true;
+        uv_timer_start(&c->linger, mom_conn_linger_expired,
+                       MOM_SERVER_LINGER_MS, 0);
     }
     if (on_close != NULL) {
         on_close(c->stream_data, c);

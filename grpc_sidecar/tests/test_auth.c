@@ -89,10 +89,10 @@ test_tampered(void **state)
     assert_false(mom_auth_verify("pw", 2, "pbkdf2_sha256$1$AAAA"));
     assert_false(mom_auth_verify("pw", 2, "pbkdf2_sha256$1$!!!!$AAAA"));
     /* An absurd iteration count is refused rather than computed. */
-    assert_false(mom_auth_verify(
-        "pw", 2,
-        "pbkdf2_sha256$4000000000$c2FsdA==$"
-        "VawEblbjCJ/sFpHCJUS2BflBhSFt3gRl5oudV8INrLw="));
+    assert_false(
+        mom_auth_verify("pw", 2,
+                        "pbkdf2_sha256$4000000000$c2FsdA==$"
+                        "VawEblbjCJ/sFpHCJUS2BflBhSFt3gRl5oudV8INrLw="));
     assert_false(mom_auth_verify("pw", 2, "sha1$1$c2FsdA==$AAAA"));
 }
 
@@ -150,8 +150,8 @@ test_async(void **state)
 
     mom_auth_verify_async(&loop, "correct horse", 13, s.hash, ITER,
                           on_verify_ok, &s);
-    mom_auth_verify_async(&loop, "wrong horse", 11, s.hash, ITER,
-                          on_verify_bad, &s);
+    mom_auth_verify_async(&loop, "wrong horse", 11, s.hash, ITER, on_verify_bad,
+                          &s);
     mom_auth_verify_async(&loop, "correct horse", 13, NULL, ITER,
                           on_verify_unknown, &s);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -165,10 +165,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hash_verify),
-        cmocka_unit_test(test_salted),
-        cmocka_unit_test(test_known_vector),
-        cmocka_unit_test(test_tampered),
+        cmocka_unit_test(test_hash_verify),  cmocka_unit_test(test_salted),
+        cmocka_unit_test(test_known_vector), cmocka_unit_test(test_tampered),
         cmocka_unit_test(test_async),
     };
 

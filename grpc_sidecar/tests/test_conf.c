@@ -95,8 +95,7 @@ test_errors(void **state)
     expect_error("node_id = 1x\n", "invalid value");
     expect_error("synchronous = off\n", "invalid value");
     expect_error("log_level = loud\n", "invalid value");
-    expect_error("pbkdf2_iterations = 99999999999999999999\n",
-                 "invalid value");
+    expect_error("pbkdf2_iterations = 99999999999999999999\n", "invalid value");
     expect_error("max_frame_size = 100\n", "invalid value");
     expect_error("socket =\n", "invalid value");
     expect_error("member = 1 127.0.0.1:7001\n", "invalid value");
@@ -118,8 +117,8 @@ test_json_escaping(void **state)
     mom_buf_init(&b);
     mom_json_str(&b, "a\"b\\c\n\r\t\b\f\x01\x1f/\xc3\xa9", 15);
     mom_buf_append(&b, "", 1);
-    assert_string_equal(b.data,
-                        "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f/\xc3\xa9\"");
+    assert_string_equal(
+        b.data, "\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u001f/\xc3\xa9\"");
     mom_buf_reset(&b);
     mom_json_str(&b, "x\0y", 3);
     mom_buf_append(&b, "", 1);

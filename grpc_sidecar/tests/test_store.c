@@ -103,23 +103,19 @@ test_register(void **state)
     fixture_t *f = *state;
     char *hash = NULL;
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL,
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL, NULL), 200);
     assert_string_equal(BODY(f), "{\"message\":\"User registered\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL,
-                           NULL),
-                     400);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_REGISTER, "alice", NULL, NULL), 400);
     assert_string_equal(BODY(f), "{\"detail\":\"User already exists\"}");
-    assert_int_equal(mom_store_user_hash(f->st, "alice", &hash),
-                     MOM_STORE_OK);
+    assert_int_equal(mom_store_user_hash(f->st, "alice", &hash), MOM_STORE_OK);
     assert_string_equal(hash, "pbkdf2_sha256$1$AAAA$BBBB");
     free(hash);
     assert_int_equal(mom_store_user_hash(f->st, "bob", &hash),
                      MOM_STORE_NOT_FOUND);
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_REGISTER, "bad name",
-                           NULL, NULL),
-                     422);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_REGISTER, "bad name", NULL, NULL), 422);
 }
 
 static void
@@ -128,18 +124,15 @@ test_topics(void **state)
     fixture_t *f = *state;
     uint64_t next;
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "alice",
-                           "1"),
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "alice", "1"),
                      404);
     assert_string_equal(BODY(f), "{\"detail\":\"Topic not found\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "alice",
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "alice", NULL), 200);
     assert_string_equal(BODY(f),
                         "{\"message\":\"Topic created\",\"name\":\"t\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob",
-                           NULL),
-                     400);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob", NULL), 400);
     assert_string_equal(BODY(f), "{\"detail\":\"Topic already exists\"}");
 
     for (int i = 1; i <= 3; i++) {
@@ -154,28 +147,24 @@ test_topics(void **state)
         assert_int_equal(f->res.message.seq, i);
         assert_string_equal(f->res.message.sender, "bob");
     }
-    assert_int_equal(
-        mom_store_coll_get(f->st, MOM_TOPIC, "t", NULL, &next), MOM_STORE_OK);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "t", NULL, &next),
+                     MOM_STORE_OK);
     assert_int_equal(next, 4);
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "bob",
-                           NULL),
-                     403);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "bob", NULL), 403);
     assert_string_equal(BODY(f),
                         "{\"detail\":\"Not the owner of this topic\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice",
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice", NULL), 200);
     assert_string_equal(BODY(f),
                         "{\"message\":\"Topic deleted\",\"name\":\"t\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice",
-                           NULL),
-                     404);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t", "alice", NULL), 404);
 
     /* A re-created topic starts at offset 1 with no old messages. */
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob",
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t", "bob", NULL), 200);
     assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "bob", "2"),
                      200);
     assert_int_equal(f->res.message.seq, 1);
@@ -211,9 +200,9 @@ test_history_scan(void **state)
         snprintf(num, sizeof(num), "%d", i * 10);
         apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "h", "alice", num);
     }
-    assert_int_equal(mom_store_coll_scan(f->st, MOM_TOPIC, "h", 7, 100,
-                                         collect, &c),
-                     MOM_STORE_OK);
+    assert_int_equal(
+        mom_store_coll_scan(f->st, MOM_TOPIC, "h", 7, 100, collect, &c),
+        MOM_STORE_OK);
     assert_int_equal(c.n, 3);
     assert_int_equal(c.seqs[0], 8);
     assert_string_equal(c.contents[2], "100");
@@ -231,28 +220,24 @@ test_queues_fifo(void **state)
     assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "bob", NULL),
                      404);
     assert_string_equal(BODY(f), "{\"detail\":\"Queue not found\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice",
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice", NULL), 200);
     assert_string_equal(BODY(f),
                         "{\"message\":\"Queue created\",\"name\":\"q\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice",
-                           NULL),
-                     400);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice", NULL), 400);
     assert_string_equal(BODY(f), "{\"detail\":\"Queue already exists\"}");
     assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "bob", NULL),
                      200);
     assert_string_equal(BODY(f), "{\"message\":null}");
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob",
-                           "\"first\""),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "\"first\""), 200);
     assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":1}");
     apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "\"second\"");
     apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "carol", "\"third\"");
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave",
-                           NULL),
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "dave", NULL),
                      200);
     assert_string_equal(BODY(f),
                         "{\"message\":{\"id\":1,\"sender\":\"bob\",\"content\":"
@@ -269,21 +254,17 @@ test_queues_fifo(void **state)
     apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "4");
     assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":4}");
 
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "bob",
-                           NULL),
-                     403);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "bob", NULL), 403);
     assert_string_equal(BODY(f),
                         "{\"detail\":\"Not the owner of this queue\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice",
-                           NULL),
-                     200);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice", NULL), 200);
     assert_string_equal(BODY(f),
                         "{\"message\":\"Queue deleted\",\"name\":\"q\"}");
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "5"),
-                     404);
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice",
-                           NULL),
-                     404);
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "5"), 404);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_DELETE_QUEUE, "q", "alice", NULL), 404);
 }
 
 static void
@@ -293,31 +274,26 @@ test_idempotent_replay(void **state)
     uint64_t applied, next;
 
     apply_at(f, 5, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "r", "alice", NULL);
-    assert_int_equal(apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r",
-                              "alice", "1"),
-                     200);
-    /* Replaying index 6 (and older ones) changes nothing. */
-    assert_int_equal(apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r",
-                              "alice", "1"),
-                     0);
-    assert_int_equal(apply_at(f, 3, MOM__COMMAND_OP__CMD_PUBLISH, "r",
-                              "alice", "1"),
-                     0);
     assert_int_equal(
-        mom_store_coll_get(f->st, MOM_TOPIC, "r", NULL, &next), MOM_STORE_OK);
-    assert_int_equal(next, 2);
-    assert_int_equal(mom_store_applied_index(f->st, 0, &applied),
+        apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r", "alice", "1"), 200);
+    /* Replaying index 6 (and older ones) changes nothing. */
+    assert_int_equal(
+        apply_at(f, 6, MOM__COMMAND_OP__CMD_PUBLISH, "r", "alice", "1"), 0);
+    assert_int_equal(
+        apply_at(f, 3, MOM__COMMAND_OP__CMD_PUBLISH, "r", "alice", "1"), 0);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "r", NULL, &next),
                      MOM_STORE_OK);
+    assert_int_equal(next, 2);
+    assert_int_equal(mom_store_applied_index(f->st, 0, &applied), MOM_STORE_OK);
     assert_int_equal(applied, 6);
     /* Other logs (groups) have their own index. */
-    assert_int_equal(mom_store_applied_index(f->st, 7, &applied),
-                     MOM_STORE_OK);
+    assert_int_equal(mom_store_applied_index(f->st, 7, &applied), MOM_STORE_OK);
     assert_int_equal(applied, 0);
 
     /* Errors advance the index too: they are deterministic results. */
-    assert_int_equal(apply_at(f, 7, MOM__COMMAND_OP__CMD_PUBLISH, "nope",
-                              "alice", "1"),
-                     404);
+    assert_int_equal(
+        apply_at(f, 7, MOM__COMMAND_OP__CMD_PUBLISH, "nope", "alice", "1"),
+        404);
     mom_store_applied_index(f->st, 0, &applied);
     assert_int_equal(applied, 7);
 }
@@ -369,8 +345,7 @@ test_reopen_and_list(void **state)
     mom_store_close(f->st);
     f->st = open_store(f->dir);
 
-    assert_int_equal(mom_store_list(f->st, MOM_LIST_TOPICS, count_names,
-                                     names),
+    assert_int_equal(mom_store_list(f->st, MOM_LIST_TOPICS, count_names, names),
                      MOM_STORE_OK);
     assert_string_equal(names, "Alpha,beta,zeta,");
     names[0] = '\0';
@@ -384,8 +359,7 @@ test_reopen_and_list(void **state)
     assert_string_equal(c.contents[0], "[]");
     mom_store_applied_index(f->st, 0, &applied);
     assert_int_equal(applied, f->index);
-    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q1", "bob",
-                           NULL),
+    assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q1", "bob", NULL),
                      200);
     assert_non_null(strstr(BODY(f), "\"content\":null"));
 }
@@ -421,8 +395,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_idempotent_replay, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_and_list, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_and_list, setup, teardown),
         cmocka_unit_test(test_name_validation),
     };
 
