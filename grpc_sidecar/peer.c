@@ -1,14 +1,17 @@
 /*
- * peer.c: momd's gRPC transport (server and client of service mom.Peer) on
- * the gRPC C core 1.51. This is the only file of momd that uses the gRPC
- * headers (besides grpc/status.h for status codes).
+ * peer.c: momd's gRPC transport on the gRPC C core 1.51: the
+ * completion-queue thread and its hand-off to the libuv loop, client calls
+ * (unary and server-streaming) on cached channels, start and stop. The
+ * server half is peer_server.c; these two files are momd's only users of
+ * the gRPC headers (other files see peer.h, which needs only grpc/status.h).
  *
  * Threading model (see docs/peer.md):
  * - One private thread per mom_peer does nothing but
  *   grpc_completion_queue_next() on the peer's single completion queue (this
- *   also drives gRPC's I/O polling). Each completed tag is an `op` embedded
- *   in one of our call structs; the thread appends it to a mutex-protected
- *   intrusive list (no allocation) and wakes the loop with uv_async_send.
+ *   also drives gRPC's I/O polling). Each completed tag is a mom_peer_op
+ *   embedded in one of our call structs; the thread appends it to a
+ *   mutex-protected intrusive list (no allocation) and wakes the loop with
+ *   uv_async_send.
  * - Everything else runs on the libuv loop thread: all our state, every
  *   callback, and every other gRPC call (grpc_channel_create*,
  *   grpc_call_start_batch, grpc_server_request_call, grpc_call_cancel,
@@ -19,7 +22,6 @@
  * Each op is in at most one batch at a time, so it is queued at most once.
  */
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +32,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-#include "peer.h"
+#include "peer_internal.h"
 
 const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS] = {
     [MOM_PEER_FORWARD] = {MOM_PEER_PATH_FORWARD, MOM_PEER_UNARY},
@@ -38,140 +40,17 @@ const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS] = {
     [MOM_PEER_SUBSCRIBE] = {MOM_PEER_PATH_SUBSCRIBE, MOM_PEER_SERVER_STREAM},
 };
 
-/* Requests for new calls kept armed on the server. */
-#define PEER_ARMED_REQUESTS 32
-/* Per-channel cache of registered method paths. */
-#define PEER_REGISTERED_METHODS 8
-#define PEER_MAX_ARGS 12
+static void peer_dispatch(mom_peer *p, mom_peer_op *o);
 
-typedef enum {
-    OP_SHUTDOWN,   /* server shutdown notification */
-    OP_SRV_NEW,    /* grpc_server_request_call matched a call */
-    OP_SRV_RECV,   /* the request message */
-    OP_SRV_SEND,   /* a send batch (message and/or status) */
-    OP_SRV_CLOSE,  /* RECV_CLOSE_ON_SERVER: the call is over */
-    OP_CLI_UNARY,  /* the one batch of a unary client call */
-    OP_CLI_START,  /* stream: send request, receive initial metadata */
-    OP_CLI_RECV,   /* stream: one message or the end */
-    OP_CLI_STATUS, /* stream: RECV_STATUS_ON_CLIENT */
-} op_kind;
-
-typedef struct op {
-    struct op *next;
-    void *owner;
-    op_kind kind;
-    int success;
-} op;
-
-typedef struct queued_msg {
-    struct queued_msg *next;
-    grpc_byte_buffer *bb;
-    size_t len;
-} queued_msg;
-
-typedef enum {
-    SRV_RECEIVING, /* waiting for the request message */
-    SRV_APP,       /* the application holds the handle */
-    SRV_DONE,      /* completed by us or the application, or closed */
-} srv_state;
-
-struct mom_peer_srv {
-    mom_peer *p;
-    mom_peer_srv *prev, *next;
-    grpc_call *call;
-    grpc_call_details details;
-    grpc_metadata_array md;
-    grpc_byte_buffer *recv_bb;
-    grpc_byte_buffer *send_bb; /* in the send batch in flight */
-    int method;
-    int streaming; /* a server-streaming method */
-    int cancelled; /* RECV_CLOSE_ON_SERVER's out argument */
-    unsigned pending;
-    srv_state state;
-    unsigned closed : 1, sending : 1, md_sent : 1, ending : 1, status_sent : 1;
-    /* served stream: messages waiting for the send in flight */
-    queued_msg *q_head, *q_tail;
-    size_t q_count, q_bytes;
-    grpc_status_code end_status;
-    char *end_detail;
-    op op_new, op_recv, op_send, op_close;
-};
-
-/* A client call: unary (cb) or server-streaming (cbs). */
-struct mom_peer_stream {
-    mom_peer *p;
-    mom_peer_stream *prev, *next;
-    grpc_call *call;
-    int streaming;
-    unsigned pending;
-    int detached; /* no callback any more (stream cancelled by the app) */
-    grpc_byte_buffer *send_bb, *recv_bb;
-    grpc_metadata_array init_md, trail_md;
-    grpc_status_code status;
-    grpc_slice detail;
-    mom_peer_call_cb cb;
-    mom_peer_stream_cbs cbs;
-    void *ctx;
-    op op_main, op_recv, op_status;
-};
-
-typedef struct {
-    char *path;
-    void *handle;
-} registered_method;
-
-struct mom_peer_channel {
-    mom_peer_channel *next;
-    mom_peer *p;
-    char *addr;
-    grpc_channel *ch;
-    registered_method reg[PEER_REGISTERED_METHODS];
-    int nreg;
-};
-
-struct mom_peer {
-    uv_loop_t *loop;
-    uv_async_t async;
-    pthread_t thread;
-    int thread_started;
-
-    /* shared with the completion-queue thread, under mu */
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    op *q_head, *q_tail;
-    int waiting; /* mom_peer_stop waits on cond */
-
-    /* loop thread only from here */
-    op *local_head, *local_tail; /* taken from q, being dispatched */
-    size_t outstanding;          /* tags started and not yet dispatched */
-    int stopping;
-    grpc_completion_queue *cq;
-    grpc_server *server;
-    int port;
-    mom_peer_handlers h;
-    void *ctx;
-    mom_peer_options o;
-    grpc_arg cli_arg[PEER_MAX_ARGS];
-    grpc_channel_args cli_args;
-    mom_peer_channel *channels;
-    mom_peer_srv *srv_calls;
-    mom_peer_stream *cli_calls;
-    unsigned n_srv, n_cli;
-    unsigned armed; /* grpc_server_request_call outstanding */
-    op op_shutdown;
-};
-
-static void peer_dispatch(mom_peer *p, op *o);
-
-static void
-peer_log(const char *what, grpc_call_error err)
+void
+mom_peer_log(const char *what, grpc_call_error err)
 {
     fprintf(stderr, "momd peer: %s: %s\n", what,
             grpc_call_error_to_string(err));
 }
 
-static void
-op_init(op *o, void *owner, op_kind kind)
+void
+mom_peer_op_init(mom_peer_op *o, void *owner, mom_peer_op_kind kind)
 {
     o->next = NULL;
     o->owner = owner;
@@ -179,8 +58,8 @@ op_init(op *o, void *owner, op_kind kind)
     o->success = 0;
 }
 
-static grpc_byte_buffer *
-bytes_to_bb(const uint8_t *buf, size_t len)
+grpc_byte_buffer *
+mom_peer_bytes_to_bb(const uint8_t *buf, size_t len)
 {
     grpc_slice s = grpc_slice_from_copied_buffer((const char *)buf, len);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
@@ -189,8 +68,8 @@ bytes_to_bb(const uint8_t *buf, size_t len)
 }
 
 /* The whole (decompressed) message as one slice; 0 when unreadable. */
-static int
-bb_to_slice(grpc_byte_buffer *bb, grpc_slice *out)
+int
+mom_peer_bb_to_slice(grpc_byte_buffer *bb, grpc_slice *out)
 {
     grpc_byte_buffer_reader r;
 
@@ -209,21 +88,22 @@ deadline_in(int ms)
                         gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-static grpc_call_error
-start_batch(mom_peer *p, grpc_call *call, const grpc_op *ops, size_t n, op *o)
+grpc_call_error
+mom_peer_start_batch(mom_peer *p, grpc_call *call, const grpc_op *ops, size_t n,
+                     mom_peer_op *o)
 {
     grpc_call_error err = grpc_call_start_batch(call, ops, n, o, NULL);
 
     if (err == GRPC_CALL_OK) {
         p->outstanding++;
     } else {
-        peer_log("grpc_call_start_batch", err);
+        mom_peer_log("grpc_call_start_batch", err);
     }
     return err;
 }
 
-static void
-op_fill(grpc_op *g, grpc_op_type type)
+void
+mom_peer_op_fill(grpc_op *g, grpc_op_type type)
 {
     memset(g, 0, sizeof(*g));
     g->op = type;
@@ -245,7 +125,7 @@ peer_cq_thread(void *arg)
         if (ev.type != GRPC_OP_COMPLETE) {
             continue;
         }
-        op *o = ev.tag;
+        mom_peer_op *o = ev.tag;
         o->success = ev.success;
         o->next = NULL;
 
@@ -288,10 +168,10 @@ peer_take_locked(mom_peer *p)
     p->q_head = p->q_tail = NULL;
 }
 
-static op *
+static mom_peer_op *
 peer_pop_local(mom_peer *p)
 {
-    op *o = p->local_head;
+    mom_peer_op *o = p->local_head;
 
     if (o != NULL) {
         p->local_head = o->next;
@@ -307,7 +187,7 @@ static void
 peer_on_async(uv_async_t *a)
 {
     mom_peer *p = a->data;
-    op *o;
+    mom_peer_op *o;
 
     pthread_mutex_lock(&p->mu);
     peer_take_locked(p);
@@ -316,391 +196,6 @@ peer_on_async(uv_async_t *a)
     /* the local list lives in p: a nested drain (mom_peer_stop) sees it */
     while (!p->stopping && (o = peer_pop_local(p)) != NULL) {
         peer_dispatch(p, o);
-    }
-}
-
-/* --- server side --------------------------------------------------------- */
-
-static int srv_arm(mom_peer *p);
-
-static void
-srv_drop_queue(mom_peer_srv *s)
-{
-    queued_msg *m;
-
-    while ((m = s->q_head) != NULL) {
-        s->q_head = m->next;
-        grpc_byte_buffer_destroy(m->bb);
-        free(m);
-    }
-    s->q_tail = NULL;
-    s->q_count = 0;
-    s->q_bytes = 0;
-}
-
-static void
-srv_free(mom_peer_srv *s)
-{
-    mom_peer *p = s->p;
-
-    if (s->call != NULL) {
-        if (s->prev != NULL) {
-            s->prev->next = s->next;
-        } else {
-            p->srv_calls = s->next;
-        }
-        if (s->next != NULL) {
-            s->next->prev = s->prev;
-        }
-        p->n_srv--;
-        grpc_call_unref(s->call);
-    }
-    srv_drop_queue(s);
-    if (s->recv_bb != NULL) {
-        grpc_byte_buffer_destroy(s->recv_bb);
-    }
-    if (s->send_bb != NULL) {
-        grpc_byte_buffer_destroy(s->send_bb);
-    }
-    grpc_call_details_destroy(&s->details);
-    grpc_metadata_array_destroy(&s->md);
-    free(s->end_detail);
-    free(s);
-}
-
-static void
-srv_maybe_free(mom_peer_srv *s)
-{
-    if (s->pending == 0) {
-        srv_free(s);
-    }
-}
-
-static void
-srv_batch(mom_peer_srv *s, const grpc_op *ops, size_t n, op *o)
-{
-    if (start_batch(s->p, s->call, ops, n, o) == GRPC_CALL_OK) {
-        s->pending++;
-        return;
-    }
-    grpc_call_cancel(s->call, NULL);
-    if (o == &s->op_send) {
-        s->status_sent = 1; /* nothing more can be sent on this call */
-    }
-}
-
-/*
- * Starts the next send batch of s unless one is in flight: the initial
- * metadata with the first batch, then one queued message per batch, and the
- * status with the last message (or alone) once the call is ending.
- */
-static void
-srv_pump(mom_peer_srv *s)
-{
-    grpc_op ops[3];
-    size_t n = 0;
-    grpc_slice detail;
-    queued_msg *m = s->q_head;
-    int with_status;
-
-    if (s->sending || s->closed || s->status_sent ||
-        (m == NULL && !s->ending)) {
-        return;
-    }
-    if (!s->md_sent) {
-        op_fill(&ops[n++], GRPC_OP_SEND_INITIAL_METADATA);
-    }
-    if (m != NULL) {
-        s->q_head = m->next;
-        if (s->q_head == NULL) {
-            s->q_tail = NULL;
-        }
-        s->q_count--;
-        s->q_bytes -= m->len;
-        s->send_bb = m->bb;
-        free(m);
-        op_fill(&ops[n], GRPC_OP_SEND_MESSAGE);
-        ops[n++].data.send_message.send_message = s->send_bb;
-    }
-    with_status = s->ending && s->q_head == NULL;
-    if (with_status) {
-        detail = grpc_slice_from_copied_string(
-            s->end_detail != NULL ? s->end_detail : "");
-        op_fill(&ops[n], GRPC_OP_SEND_STATUS_FROM_SERVER);
-        ops[n].data.send_status_from_server.status = s->end_status;
-        ops[n++].data.send_status_from_server.status_details = &detail;
-    }
-    s->sending = 1;
-    s->md_sent = 1;
-    s->status_sent = with_status;
-    srv_batch(s, ops, n, &s->op_send);
-    if (with_status) {
-        grpc_slice_unref(detail);
-    }
-}
-
-static void
-srv_end(mom_peer_srv *s, grpc_status_code status, const char *detail)
-{
-    s->state = SRV_DONE;
-    s->ending = 1;
-    s->end_status = status;
-    s->end_detail = detail != NULL ? strdup(detail) : NULL;
-    srv_pump(s);
-}
-
-static void
-srv_arm_close(mom_peer_srv *s)
-{
-    grpc_op ops[1];
-
-    op_fill(&ops[0], GRPC_OP_RECV_CLOSE_ON_SERVER);
-    ops[0].data.recv_close_on_server.cancelled = &s->cancelled;
-    srv_batch(s, ops, 1, &s->op_close);
-}
-
-static int
-srv_find_method(mom_peer *p, grpc_slice path)
-{
-    size_t len = GRPC_SLICE_LENGTH(path);
-
-    for (size_t i = 0; i < p->h.nmethods; i++) {
-        const char *m = p->h.methods[i].path;
-        if (strlen(m) == len &&
-            memcmp(m, GRPC_SLICE_START_PTR(path), len) == 0) {
-            return (int)i;
-        }
-    }
-    return -1;
-}
-
-static int
-srv_has_handler(mom_peer *p, int method)
-{
-    if (method < 0) {
-        return 0;
-    }
-    if (p->h.methods[method].kind == MOM_PEER_UNARY) {
-        return p->h.unary != NULL;
-    }
-    return p->h.stream != NULL;
-}
-
-static void
-srv_on_new(mom_peer *p, mom_peer_srv *s, int success)
-{
-    grpc_op ops[1];
-
-    p->armed--;
-    if (!success || s->call == NULL) {
-        /* the server is shutting down: this request is withdrawn */
-        s->call = NULL;
-        srv_free(s);
-        return;
-    }
-    s->next = p->srv_calls;
-    if (s->next != NULL) {
-        s->next->prev = s;
-    }
-    p->srv_calls = s;
-    p->n_srv++;
-
-    if (!p->stopping) {
-        srv_arm(p);
-    }
-
-    srv_arm_close(s);
-    s->method = srv_find_method(p, s->details.method);
-    if (p->stopping) {
-        srv_end(s, GRPC_STATUS_UNAVAILABLE, "server stopping");
-    } else if (!srv_has_handler(p, s->method)) {
-        srv_end(s, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
-    } else if (p->n_srv > p->o.max_srv_calls) {
-        srv_end(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls");
-    } else {
-        s->state = SRV_RECEIVING;
-        op_fill(&ops[0], GRPC_OP_RECV_MESSAGE);
-        ops[0].data.recv_message.recv_message = &s->recv_bb;
-        srv_batch(s, ops, 1, &s->op_recv);
-    }
-    srv_maybe_free(s);
-}
-
-static void
-srv_on_recv(mom_peer *p, mom_peer_srv *s, int success)
-{
-    grpc_slice req;
-    grpc_byte_buffer *bb = s->recv_bb;
-
-    s->pending--;
-    s->recv_bb = NULL;
-    if (s->closed || s->state != SRV_RECEIVING) {
-        s->state = SRV_DONE;
-    } else if (!success || bb == NULL) {
-        srv_end(s, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
-    } else if (!bb_to_slice(bb, &req)) {
-        srv_end(s, GRPC_STATUS_INTERNAL, "unreadable request message");
-    } else {
-        grpc_byte_buffer_destroy(bb);
-        s->state = SRV_APP;
-        s->streaming = p->h.methods[s->method].kind != MOM_PEER_UNARY;
-        /* the close op is pending: s outlives the handler */
-        if (!s->streaming) {
-            p->h.unary(p->ctx, s->method, GRPC_SLICE_START_PTR(req),
-                       GRPC_SLICE_LENGTH(req), s);
-        } else {
-            p->h.stream(p->ctx, s->method, GRPC_SLICE_START_PTR(req),
-                        GRPC_SLICE_LENGTH(req), s);
-        }
-        grpc_slice_unref(req);
-        return;
-    }
-    if (bb != NULL) {
-        grpc_byte_buffer_destroy(bb);
-    }
-    srv_maybe_free(s);
-}
-
-static void
-srv_on_send(mom_peer_srv *s, int success)
-{
-    s->pending--;
-    s->sending = 0;
-    grpc_byte_buffer_destroy(s->send_bb);
-    s->send_bb = NULL;
-    if (success) {
-        srv_pump(s);
-    } else {
-        srv_drop_queue(s); /* the client is gone; the close op follows */
-    }
-    srv_maybe_free(s);
-}
-
-static void
-srv_on_close(mom_peer *p, mom_peer_srv *s)
-{
-    s->pending--;
-    s->closed = 1;
-    srv_drop_queue(s);
-    if (s->state == SRV_APP) {
-        s->state = SRV_DONE;
-        if (p->h.closed != NULL) {
-            p->h.closed(p->ctx, s);
-        }
-    }
-    s->state = SRV_DONE;
-    srv_maybe_free(s);
-}
-
-/* Asks for one more new call. */
-static int
-srv_arm_one(mom_peer *p)
-{
-    mom_peer_srv *s = calloc(1, sizeof(*s));
-    grpc_call_error err;
-
-    if (s == NULL) {
-        return -1;
-    }
-    s->p = p;
-    s->state = SRV_RECEIVING;
-    s->method = -1;
-    grpc_call_details_init(&s->details);
-    grpc_metadata_array_init(&s->md);
-    op_init(&s->op_new, s, OP_SRV_NEW);
-    op_init(&s->op_recv, s, OP_SRV_RECV);
-    op_init(&s->op_send, s, OP_SRV_SEND);
-    op_init(&s->op_close, s, OP_SRV_CLOSE);
-    err = grpc_server_request_call(p->server, &s->call, &s->details, &s->md,
-                                   p->cq, p->cq, &s->op_new);
-    if (err != GRPC_CALL_OK) {
-        peer_log("grpc_server_request_call", err);
-        s->call = NULL;
-        srv_free(s);
-        return -1;
-    }
-    p->outstanding++;
-    p->armed++;
-    return 0;
-}
-
-/* Keeps PEER_ARMED_REQUESTS requests for new calls outstanding. */
-static int
-srv_arm(mom_peer *p)
-{
-    while (p->armed < PEER_ARMED_REQUESTS) {
-        if (srv_arm_one(p) != 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-int
-mom_peer_reply(mom_peer_srv *s, grpc_status_code status, const uint8_t *buf,
-               size_t len, const char *detail)
-{
-    queued_msg *m;
-
-    if (s->state != SRV_APP || s->streaming) {
-        return -1;
-    }
-    if (status == GRPC_STATUS_OK) {
-        if (len > s->p->o.max_message || (m = calloc(1, sizeof(*m))) == NULL) {
-            srv_end(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "reply too large");
-            return -1;
-        }
-        m->bb = bytes_to_bb(buf, len);
-        m->len = len;
-        s->q_head = s->q_tail = m;
-        s->q_count = 1;
-        s->q_bytes = len;
-    }
-    srv_end(s, status, detail);
-    return 0;
-}
-
-int
-mom_peer_stream_send(mom_peer_srv *s, const uint8_t *buf, size_t len)
-{
-    mom_peer *p = s->p;
-    queued_msg *m;
-
-    if (s->state != SRV_APP || !s->streaming || len > p->o.max_message ||
-        s->q_count >= p->o.stream_msgs ||
-        s->q_bytes + len > p->o.stream_queue) {
-        return -1;
-    }
-    m = calloc(1, sizeof(*m));
-    if (m == NULL) {
-        return -1;
-    }
-    m->bb = bytes_to_bb(buf, len);
-    m->len = len;
-    if (s->q_tail != NULL) {
-        s->q_tail->next = m;
-    } else {
-        s->q_head = m;
-    }
-    s->q_tail = m;
-    s->q_count++;
-    s->q_bytes += len;
-    srv_pump(s);
-    return 0;
-}
-
-size_t
-mom_peer_stream_pending(const mom_peer_srv *s)
-{
-    return s->q_count;
-}
-
-void
-mom_peer_stream_end(mom_peer_srv *s, grpc_status_code status,
-                    const char *detail)
-{
-    if (s->state == SRV_APP) {
-        srv_end(s, status, detail);
     }
 }
 
@@ -787,14 +282,14 @@ cli_new(mom_peer_channel *c, const char *method, const uint8_t *buf, size_t len,
         free(s);
         return NULL;
     }
-    s->send_bb = bytes_to_bb(buf, len);
+    s->send_bb = mom_peer_bytes_to_bb(buf, len);
     grpc_metadata_array_init(&s->init_md);
     grpc_metadata_array_init(&s->trail_md);
     s->detail = grpc_empty_slice();
     s->status = GRPC_STATUS_INTERNAL; /* until RECV_STATUS fills it */
-    op_init(&s->op_main, s, OP_CLI_UNARY);
-    op_init(&s->op_recv, s, OP_CLI_RECV);
-    op_init(&s->op_status, s, OP_CLI_STATUS);
+    mom_peer_op_init(&s->op_main, s, PEER_OP_CLI_UNARY);
+    mom_peer_op_init(&s->op_recv, s, PEER_OP_CLI_RECV);
+    mom_peer_op_init(&s->op_status, s, PEER_OP_CLI_STATUS);
     s->next = p->cli_calls;
     if (s->next != NULL) {
         s->next->prev = s;
@@ -835,11 +330,11 @@ cli_free(mom_peer_stream *s)
 static size_t
 cli_request_ops(mom_peer_stream *s, grpc_op *ops)
 {
-    op_fill(&ops[0], GRPC_OP_SEND_INITIAL_METADATA);
-    op_fill(&ops[1], GRPC_OP_SEND_MESSAGE);
+    mom_peer_op_fill(&ops[0], GRPC_OP_SEND_INITIAL_METADATA);
+    mom_peer_op_fill(&ops[1], GRPC_OP_SEND_MESSAGE);
     ops[1].data.send_message.send_message = s->send_bb;
-    op_fill(&ops[2], GRPC_OP_SEND_CLOSE_FROM_CLIENT);
-    op_fill(&ops[3], GRPC_OP_RECV_INITIAL_METADATA);
+    mom_peer_op_fill(&ops[2], GRPC_OP_SEND_CLOSE_FROM_CLIENT);
+    mom_peer_op_fill(&ops[3], GRPC_OP_RECV_INITIAL_METADATA);
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
     return 4;
 }
@@ -847,7 +342,7 @@ cli_request_ops(mom_peer_stream *s, grpc_op *ops)
 static void
 cli_status_op(mom_peer_stream *s, grpc_op *g)
 {
-    op_fill(g, GRPC_OP_RECV_STATUS_ON_CLIENT);
+    mom_peer_op_fill(g, GRPC_OP_RECV_STATUS_ON_CLIENT);
     g->data.recv_status_on_client.trailing_metadata = &s->trail_md;
     g->data.recv_status_on_client.status = &s->status;
     g->data.recv_status_on_client.status_details = &s->detail;
@@ -856,14 +351,14 @@ cli_status_op(mom_peer_stream *s, grpc_op *g)
 static void
 cli_recv_op(mom_peer_stream *s, grpc_op *g)
 {
-    op_fill(g, GRPC_OP_RECV_MESSAGE);
+    mom_peer_op_fill(g, GRPC_OP_RECV_MESSAGE);
     g->data.recv_message.recv_message = &s->recv_bb;
 }
 
 static int
-cli_batch(mom_peer_stream *s, const grpc_op *ops, size_t n, op *o)
+cli_batch(mom_peer_stream *s, const grpc_op *ops, size_t n, mom_peer_op *o)
 {
-    if (start_batch(s->p, s->call, ops, n, o) != GRPC_CALL_OK) {
+    if (mom_peer_start_batch(s->p, s->call, ops, n, o) != GRPC_CALL_OK) {
         grpc_call_cancel(s->call, NULL);
         return -1;
     }
@@ -911,7 +406,7 @@ cli_finish(mom_peer_stream *s)
     void *ctx = s->ctx;
 
     if (!s->streaming && status == GRPC_STATUS_OK &&
-        (s->recv_bb == NULL || !bb_to_slice(s->recv_bb, &resp))) {
+        (s->recv_bb == NULL || !mom_peer_bb_to_slice(s->recv_bb, &resp))) {
         status = GRPC_STATUS_INTERNAL;
         gpr_free(detail);
         detail = gpr_malloc(sizeof("no response message"));
@@ -948,7 +443,7 @@ mom_peer_stream_call(mom_peer_channel *c, const char *method,
     s->streaming = 1;
     s->cbs = *cbs;
     s->ctx = ctx;
-    s->op_main.kind = OP_CLI_START;
+    s->op_main.kind = PEER_OP_CLI_START;
     n = cli_request_ops(s, ops);
     if (cli_batch(s, ops, n, &s->op_main) != 0) {
         cli_free(s);
@@ -990,7 +485,7 @@ cli_on_recv(mom_peer_stream *s, int success)
         }
         return;
     }
-    if (!bb_to_slice(bb, &msg)) {
+    if (!mom_peer_bb_to_slice(bb, &msg)) {
         grpc_byte_buffer_destroy(bb);
         grpc_call_cancel_with_status(s->call, GRPC_STATUS_INTERNAL,
                                      "unreadable message", NULL);
@@ -1026,36 +521,30 @@ cli_on_done(mom_peer_stream *s)
  */
 
 static void
-peer_dispatch(mom_peer *p, op *o)
+peer_dispatch(mom_peer *p, mom_peer_op *o)
 {
     switch (o->kind) {
-    case OP_SHUTDOWN:
+    case PEER_OP_SHUTDOWN:
         break;
-    case OP_SRV_NEW:
-        srv_on_new(p, o->owner, o->success);
+    case PEER_OP_SRV_NEW:
+    case PEER_OP_SRV_RECV:
+    case PEER_OP_SRV_SEND:
+    case PEER_OP_SRV_CLOSE:
+        mom_peer_srv_dispatch(p, o);
         break;
-    case OP_SRV_RECV:
-        srv_on_recv(p, o->owner, o->success);
-        break;
-    case OP_SRV_SEND:
-        srv_on_send(o->owner, o->success);
-        break;
-    case OP_SRV_CLOSE:
-        srv_on_close(p, o->owner);
-        break;
-    case OP_CLI_RECV:
+    case PEER_OP_CLI_RECV:
         cli_on_recv(o->owner, o->success);
         break;
-    case OP_CLI_UNARY:
-    case OP_CLI_START:
-    case OP_CLI_STATUS:
+    case PEER_OP_CLI_UNARY:
+    case PEER_OP_CLI_START:
+    case PEER_OP_CLI_STATUS:
         cli_on_done(o->owner);
         break;
     }
 }
 
-static void
-peer_set_int(grpc_arg *a, const char *key, int value)
+void
+mom_peer_set_int(grpc_arg *a, const char *key, int value)
 {
     a->type = GRPC_ARG_INTEGER;
     a->key = (char *)key;
@@ -1087,45 +576,6 @@ peer_defaults(mom_peer_options *o)
         o->keepalive_ms = 10000;
     }
 }
-
-static int
-peer_start_server(mom_peer *p, const char *listen_addr)
-{
-    grpc_arg a[PEER_MAX_ARGS];
-    grpc_channel_args args = {0, a};
-    grpc_server_credentials *creds;
-    int max = p->o.max_message > INT32_MAX ? INT32_MAX : (int)p->o.max_message;
-
-    peer_set_int(&a[args.num_args++], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
-    peer_set_int(&a[args.num_args++], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
-    /* accept the keepalive pings of our clients, even on idle streams */
-    peer_set_int(&a[args.num_args++],
-                 GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
-                 p->o.keepalive_ms / 2);
-    peer_set_int(&a[args.num_args++], GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-    /* and find dead clients of long streams */
-    peer_set_int(&a[args.num_args++], GRPC_ARG_KEEPALIVE_TIME_MS,
-                 p->o.keepalive_ms);
-    peer_set_int(&a[args.num_args++], GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                 p->o.keepalive_ms / 2);
-    /* a second momd on the same port must fail, not share it silently */
-    peer_set_int(&a[args.num_args++], GRPC_ARG_ALLOW_REUSEPORT, 0);
-
-    p->server = grpc_server_create(&args, NULL);
-    grpc_server_register_completion_queue(p->server, p->cq, NULL);
-    creds = grpc_insecure_server_credentials_create();
-    p->port = grpc_server_add_http2_port(p->server, listen_addr, creds);
-    grpc_server_credentials_release(creds);
-    if (p->port == 0) {
-        fprintf(stderr, "momd peer: cannot listen on %s\n", listen_addr);
-        grpc_server_destroy(p->server);
-        p->server = NULL;
-        return -1;
-    }
-    grpc_server_start(p->server);
-    return srv_arm(p);
-}
-
 static void
 peer_client_args(mom_peer *p)
 {
@@ -1133,20 +583,21 @@ peer_client_args(mom_peer *p)
     size_t n = 0;
     int max = p->o.max_message > INT32_MAX ? INT32_MAX : (int)p->o.max_message;
 
-    peer_set_int(&a[n++], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
-    peer_set_int(&a[n++], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
+    mom_peer_set_int(&a[n++], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
+    mom_peer_set_int(&a[n++], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
     /* a restarted peer is found again within a second */
-    peer_set_int(&a[n++], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    peer_set_int(&a[n++], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    peer_set_int(&a[n++], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    mom_peer_set_int(&a[n++], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    mom_peer_set_int(&a[n++], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+    mom_peer_set_int(&a[n++], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     /* a silently dead peer breaks long streams within keepalive * 1.5 */
-    peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIME_MS, p->o.keepalive_ms);
-    peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIMEOUT_MS, p->o.keepalive_ms / 2);
-    peer_set_int(&a[n++], GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+    mom_peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIME_MS, p->o.keepalive_ms);
+    mom_peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+                     p->o.keepalive_ms / 2);
+    mom_peer_set_int(&a[n++], GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
     /* cluster traffic never goes through an HTTP proxy from the env */
-    peer_set_int(&a[n++], GRPC_ARG_ENABLE_HTTP_PROXY, 0);
+    mom_peer_set_int(&a[n++], GRPC_ARG_ENABLE_HTTP_PROXY, 0);
     /* Raft and forwards must not be replayed behind our back */
-    peer_set_int(&a[n++], GRPC_ARG_ENABLE_RETRIES, 0);
+    mom_peer_set_int(&a[n++], GRPC_ARG_ENABLE_RETRIES, 0);
     p->cli_args.num_args = n;
     p->cli_args.args = a;
 }
@@ -1202,7 +653,7 @@ peer_teardown(mom_peer *p)
 static void
 peer_drain_all(mom_peer *p)
 {
-    op *o;
+    mom_peer_op *o;
 
     while (p->outstanding > 0) {
         if (p->local_head == NULL) {
@@ -1253,7 +704,7 @@ mom_peer_start(uv_loop_t *loop, const char *listen_addr,
     }
     peer_defaults(&p->o);
     peer_client_args(p);
-    op_init(&p->op_shutdown, p, OP_SHUTDOWN);
+    mom_peer_op_init(&p->op_shutdown, p, PEER_OP_SHUTDOWN);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (uv_async_init(loop, &p->async, peer_on_async) != 0) {
@@ -1268,7 +719,7 @@ mom_peer_start(uv_loop_t *loop, const char *listen_addr,
         p->thread_started = 1;
     }
     if (!p->thread_started ||
-        (listen_addr != NULL && peer_start_server(p, listen_addr) != 0)) {
+        (listen_addr != NULL && mom_peer_srv_listen(p, listen_addr) != 0)) {
         mom_peer_stop(p);
         return NULL;
     }

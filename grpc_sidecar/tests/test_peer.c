@@ -39,6 +39,8 @@ typedef struct {
     unsigned done;
     unsigned ok;
     grpc_status_code last_status;
+    grpc_status_code last_error; /* last status other than OK */
+    char last_detail[64];
     uint64_t first_done_ms;
     uint8_t last[256];
     size_t last_len;
@@ -213,7 +215,10 @@ on_reply(void *ctx, grpc_status_code status, const char *detail,
         r->first_done_ms = now_ms();
     }
     r->last_status = status;
-    if (status == GRPC_STATUS_OK) {
+    if (status != GRPC_STATUS_OK) {
+        r->last_error = status;
+        snprintf(r->last_detail, sizeof(r->last_detail), "%s", detail);
+    } else {
         r->ok++;
         assert_true(len <= sizeof(r->last));
         memcpy(r->last, buf, len);
@@ -661,6 +666,89 @@ test_shutdown_in_flight(void **state)
 }
 
 static void
+test_limits(void **state)
+{
+    mom_peer_options so = {0}, co = {0};
+    server s;
+    char *addr;
+    mom_peer *cli, *cli2;
+    mom_peer_channel *ch, *ch2;
+    static uint8_t big[5000];
+    results r_big = {0}, r_held = {0}, r_busy = {0};
+    stream_result sr = {0};
+
+    so.max_message = 1024;
+    so.max_srv_calls = 4;
+    addr = server_start(&s, &so);
+    /* a second server on the same port fails instead of sharing it */
+    assert_null(mom_peer_start(&loop, addr, &srv_handlers, &s, NULL));
+
+    co.max_message = 4096;
+    co.max_cli_calls = 4;
+    cli = mom_peer_start(&loop, NULL, NULL, NULL, &co);
+    ch = mom_peer_channel_get(cli, addr);
+    assert_int_equal(mom_peer_call(ch, MOM_PEER_PATH_FORWARD, big, 2000, 2000,
+                                   on_reply, &r_big),
+                     0);
+    assert_true(run_until(&r_big.done, 1, 3000));
+    assert_int_equal(r_big.last_status, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(mom_peer_call(ch, MOM_PEER_PATH_FORWARD, big, 5000, 2000,
+                                   on_reply, &r_big),
+                     -1);
+
+    /* the client's limit of calls in flight */
+    s.hold = 1;
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(mom_peer_call(ch, MOM_PEER_PATH_FORWARD,
+                                       (uint8_t *)"x", 1, 5000, on_reply,
+                                       &r_held),
+                         0);
+    }
+    assert_int_equal(mom_peer_call(ch, MOM_PEER_PATH_FORWARD, (uint8_t *)"x", 1,
+                                   5000, on_reply, &r_held),
+                     -1);
+    assert_true(run_until(&s.unary_calls, 4, 3000));
+
+    /* the server's limit of calls served at once */
+    cli2 = mom_peer_start(&loop, NULL, NULL, NULL, NULL);
+    ch2 = mom_peer_channel_get(cli2, addr);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mom_peer_call(ch2, MOM_PEER_PATH_FORWARD,
+                                       (uint8_t *)"x", 1, 5000, on_reply,
+                                       &r_busy),
+                         0);
+    }
+    assert_true(run_until(&r_busy.done, 2, 3000));
+    assert_int_equal(r_busy.ok, 0);
+    assert_int_equal(r_busy.last_error, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    assert_int_equal(s.nheld, 4);
+
+    /* an error status and its detail reach the client */
+    s.nheld--;
+    assert_int_equal(mom_peer_reply(s.held[s.nheld], GRPC_STATUS_NOT_FOUND,
+                                    NULL, 0, "no such group"),
+                     0);
+    reply_all_held(&s);
+    assert_true(run_until(&r_held.done, 4, 3000));
+    assert_int_equal(r_held.ok, 3);
+    assert_int_equal(r_held.last_error, GRPC_STATUS_NOT_FOUND);
+    assert_string_equal(r_held.last_detail, "no such group");
+
+    /* a stream ended at once: no message, status OK */
+    sr.in_order = 1;
+    sr.handle = mom_peer_stream_call(ch2, MOM_PEER_PATH_SUBSCRIBE,
+                                     (uint8_t *)"s", 1, 2000, &stream_cbs, &sr);
+    assert_true(run_until((unsigned *)&sr.ended, 1, 3000));
+    assert_int_equal(sr.status, GRPC_STATUS_OK);
+    assert_int_equal(sr.messages, 0);
+
+    mom_peer_stop(cli2);
+    mom_peer_stop(cli);
+    mom_peer_stop(s.peer);
+    finish_loop();
+}
+
+static void
 bench_reply(void *ctx, grpc_status_code status, const char *detail,
             const uint8_t *buf, size_t len)
 {
@@ -725,6 +813,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_benchmark, setup, teardown),
     };
 
