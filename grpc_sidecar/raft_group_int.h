@@ -1,0 +1,150 @@
+/*
+ * Internals of the Raft driver shared by raft_group.c (events, client calls,
+ * flush orchestration) and raft_persist.c (unflushed log, messages, writes,
+ * apply, snapshots, start). Not an API.
+ */
+#ifndef MOM_RAFT_GROUP_INT_H
+#define MOM_RAFT_GROUP_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <raft.h>
+
+#include "raft_group.h"
+#include "raft_store.h"
+
+/* Entries of one update that are not yet in SQLite. */
+typedef struct mom_raft_chunk_s mom_raft_chunk_t;
+struct mom_raft_chunk_s {
+    mom_raft_chunk_t *next;
+    uint64_t index; /* of entries[0] */
+    unsigned n;
+    void *batch; /* raft_malloc()ed data the entries point into */
+    struct raft_entry entries[];
+};
+
+/* A serialized message waiting for its term/vote to be durable. */
+typedef struct mom_raft_held_s mom_raft_held_t;
+struct mom_raft_held_s {
+    mom_raft_held_t *next;
+    uint64_t to;
+    size_t len;
+    uint8_t buf[];
+};
+
+typedef struct {
+    uint64_t index;
+    uint64_t term;
+    void *cookie;
+} mom_raft_waiter_t;
+
+typedef struct {
+    size_t len;
+} mom_raft_prop_t;
+
+typedef struct {
+    uint64_t index;
+    struct raft_configuration conf;
+} mom_raft_conf_event_t;
+
+struct mom_raft_group_s {
+    mom_raft_t *m;
+    uint32_t id;
+    struct raft raft;
+    uint64_t timeout;  /* raft_timeout() after the last step */
+    uint64_t last_now; /* time of the last step */
+
+    /* Term and vote as written or to be written (state_dirty). */
+    uint64_t term;
+    uint64_t vote;
+    int state_dirty;
+
+    /* Log changes not yet in SQLite: a truncation, then chunks in order. */
+    mom_raft_chunk_t *tail;
+    mom_raft_chunk_t *tail_last;
+    uint64_t truncate_from; /* 0: none */
+    uint64_t stored_last;   /* last index in SQLite */
+
+    /* A snapshot from the leader, not yet persisted (then reported). */
+    int installing;
+    int installed;
+    struct raft_snapshot_metadata install_meta;
+    struct raft_buffer install_data;
+
+    mom_raft_held_t *held;
+    mom_raft_held_t *held_last;
+
+    /* Applying: `applied` is the last entry handled (commands applied or
+     * skipped as already applied, configurations reported to raft). */
+    uint64_t applied;
+    uint64_t applied_term;
+    uint64_t sm_applied; /* the state machine's applied index, per flush */
+    uint64_t snap_index;
+    uint8_t *conf; /* configuration committed as of `applied`, encoded */
+    size_t conf_len;
+    uint64_t conf_index;
+    mom_raft_conf_event_t *conf_events;
+    unsigned n_conf_events;
+    unsigned cap_conf_events;
+    int snap_taken;
+    struct raft_snapshot_metadata snap_meta;
+
+    /* Waiting submitters, by increasing index (a ring). */
+    mom_raft_waiter_t *waiters;
+    size_t w_head;
+    size_t w_n;
+    size_t w_cap;
+
+    /* Proposals queued until the next flush; prop_first is the index the
+     * first one will get. */
+    mom_raft_prop_t *props;
+    size_t n_props;
+    size_t cap_props;
+    uint8_t *prop_data;
+    size_t prop_len;
+    size_t prop_cap;
+    uint64_t prop_first;
+
+    /* Role last reported through role_changed(). */
+    int is_leader;
+    uint64_t leader_id;
+};
+
+struct mom_raft_s {
+    sqlite3 *db;
+    mom_raft_store_t *store;
+    uint64_t node_id;
+    mom_raft_callbacks_t cb;
+    mom_raft_options_t opt;
+    mom_raft_group_t **groups; /* sorted by id */
+    size_t n_groups;
+    size_t cap_groups;
+    mom_raft_stats_t stats;
+};
+
+void *mom_raft_xmalloc(size_t n);
+void *mom_raft_xrealloc(void *p, size_t n);
+mom_raft_group_t *mom_raft_find(const mom_raft_t *m, uint32_t id);
+/* Pops the waiters up to index; the cookie if (index, term) is ours. */
+void *mom_raft_waiter_take(mom_raft_group_t *g, uint64_t index, uint64_t term);
+/* raft_step() with an event built by raft_persist.c. */
+void mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms);
+
+/* raft_persist.c */
+void mom_raft_log_add(mom_raft_group_t *g, uint64_t index,
+                      struct raft_entry *entries, unsigned n);
+void mom_raft_install_begin(mom_raft_group_t *g,
+                            struct raft_snapshot_metadata *meta,
+                            struct raft_buffer *data);
+void mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg);
+void mom_raft_log_discard(mom_raft_group_t *g);
+int mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
+                        unsigned n_voters, struct raft_event *ev);
+void mom_raft_load_done(mom_raft_group_t *g, struct raft_event *ev);
+int mom_raft_group_pending(const mom_raft_group_t *g);
+int mom_raft_group_write(mom_raft_group_t *g);
+void mom_raft_group_apply(mom_raft_group_t *g);
+void mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms);
+
+#endif /* MOM_RAFT_GROUP_INT_H */

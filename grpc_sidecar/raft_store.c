@@ -1,0 +1,322 @@
+/*
+ * Raft storage in SQLite (see raft_store.h). Every statement is prepared
+ * once; every failure other than a busy database aborts the process.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "raft_store.h"
+
+/* How long a busy database is retried before giving up (50 x 20 ms). */
+#define STORE_BUSY_RETRIES 50
+#define STORE_BUSY_SLEEP_US 20000
+
+enum {
+    ST_BEGIN,
+    ST_COMMIT,
+    ST_STATE_GET,
+    ST_STATE_PUT,
+    ST_LOG_PUT,
+    ST_LOG_TRUNCATE,
+    ST_LOG_COMPACT,
+    ST_LOG_READ,
+    ST_LOG_READ_META,
+    ST_SNAP_GET,
+    ST_SNAP_GET_META,
+    ST_SNAP_PUT,
+    ST_COUNT
+};
+
+static const char *const store_sql[ST_COUNT] = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "SELECT term, vote FROM raft_state WHERE grp = ?1",
+    "INSERT OR REPLACE INTO raft_state(grp, term, vote) VALUES (?1, ?2, ?3)",
+    "INSERT OR REPLACE INTO raft_log(grp, idx, term, type, data)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM raft_log WHERE grp = ?1 AND idx >= ?2",
+    "DELETE FROM raft_log WHERE grp = ?1 AND idx <= ?2",
+    "SELECT idx, term, type, data FROM raft_log"
+    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
+    /* Only configuration entries need their data at start. */
+    "SELECT idx, term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
+    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
+    "SELECT idx, term, conf_idx, conf, data FROM raft_snapshot WHERE grp = ?1",
+    "SELECT idx, term, conf_idx, conf, NULL FROM raft_snapshot WHERE grp = ?1",
+    "INSERT OR REPLACE INTO raft_snapshot(grp, idx, term, conf_idx, conf, data)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+static const char store_schema[] =
+    "CREATE TABLE IF NOT EXISTS raft_state("
+    " grp INTEGER PRIMARY KEY, term INTEGER NOT NULL, vote INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS raft_log("
+    " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
+    " type INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY (grp, idx)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS raft_snapshot("
+    " grp INTEGER PRIMARY KEY, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
+    " conf_idx INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);";
+
+struct mom_raft_store_s {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+static void
+store_fail(mom_raft_store_t *s, const char *what, int rc)
+{
+    fprintf(stderr, "momd: raft storage: %s: %s (%d): aborting\n", what,
+            sqlite3_errmsg(s->db), rc);
+    abort();
+}
+
+/* Runs a statement to completion (or to its next row), retrying busy. */
+static int
+store_step(mom_raft_store_t *s, sqlite3_stmt *st)
+{
+    int rc, tries = 0;
+
+    for (;;) {
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+            return rc;
+        }
+        if ((rc == SQLITE_BUSY || rc == SQLITE_LOCKED) &&
+            ++tries < STORE_BUSY_RETRIES) {
+            sqlite3_reset(st);
+            usleep(STORE_BUSY_SLEEP_US);
+            continue;
+        }
+        store_fail(s, sqlite3_sql(st), rc);
+    }
+}
+
+static void
+store_exec(mom_raft_store_t *s, int which)
+{
+    sqlite3_stmt *st = s->st[which];
+
+    store_step(s, st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static void
+bind_blob(mom_raft_store_t *s, sqlite3_stmt *st, int i, const void *p, size_t n)
+{
+    /* A NULL pointer would bind SQL NULL; columns are NOT NULL blobs. */
+    if (sqlite3_bind_blob64(st, i, n > 0 ? p : "", n, SQLITE_STATIC) !=
+        SQLITE_OK) {
+        store_fail(s, "bind blob", sqlite3_errcode(s->db));
+    }
+}
+
+static uint8_t *
+column_dup(sqlite3_stmt *st, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(st, i);
+    size_t n = (size_t)sqlite3_column_bytes(st, i);
+    uint8_t *copy = malloc(n > 0 ? n : 1);
+
+    if (copy == NULL) {
+        fprintf(stderr, "momd: raft storage: out of memory\n");
+        abort();
+    }
+    if (n > 0) {
+        memcpy(copy, p, n);
+    }
+    *len = n;
+    return copy;
+}
+
+mom_raft_store_t *
+mom_raft_store_open(sqlite3 *db)
+{
+    mom_raft_store_t *s = calloc(1, sizeof *s);
+    char *err = NULL;
+    int i;
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->db = db;
+    if (sqlite3_exec(db, store_schema, NULL, NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "momd: raft storage: schema: %s\n", err);
+        sqlite3_free(err);
+        free(s);
+        return NULL;
+    }
+    for (i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                               &s->st[i], NULL) != SQLITE_OK) {
+            fprintf(stderr, "momd: raft storage: prepare %s: %s\n",
+                    store_sql[i], sqlite3_errmsg(db));
+            mom_raft_store_close(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+void
+mom_raft_store_close(mom_raft_store_t *s)
+{
+    int i;
+
+    if (s == NULL) {
+        return;
+    }
+    for (i = 0; i < ST_COUNT; i++) {
+        sqlite3_finalize(s->st[i]);
+    }
+    free(s);
+}
+
+void
+mom_raft_store_begin(mom_raft_store_t *s)
+{
+    store_exec(s, ST_BEGIN);
+}
+
+void
+mom_raft_store_commit(mom_raft_store_t *s)
+{
+    store_exec(s, ST_COMMIT);
+}
+
+int
+mom_raft_store_load_state(mom_raft_store_t *s, uint32_t grp, uint64_t *term,
+                          uint64_t *vote)
+{
+    sqlite3_stmt *st = s->st[ST_STATE_GET];
+    int found = 0;
+
+    sqlite3_bind_int64(st, 1, grp);
+    if (store_step(s, st) == SQLITE_ROW) {
+        *term = (uint64_t)sqlite3_column_int64(st, 0);
+        *vote = (uint64_t)sqlite3_column_int64(st, 1);
+        found = 1;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+void
+mom_raft_store_save_state(mom_raft_store_t *s, uint32_t grp, uint64_t term,
+                          uint64_t vote)
+{
+    sqlite3_stmt *st = s->st[ST_STATE_PUT];
+
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)term);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)vote);
+    store_exec(s, ST_STATE_PUT);
+}
+
+void
+mom_raft_store_append(mom_raft_store_t *s, uint32_t grp, uint64_t index,
+                      uint64_t term, int type, const void *data, size_t len)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_PUT];
+
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)term);
+    sqlite3_bind_int(st, 4, type);
+    bind_blob(s, st, 5, data, len);
+    store_exec(s, ST_LOG_PUT);
+}
+
+void
+mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_TRUNCATE];
+
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    store_exec(s, ST_LOG_TRUNCATE);
+}
+
+void
+mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_COMPACT];
+
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    store_exec(s, ST_LOG_COMPACT);
+}
+
+int
+mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
+                    uint64_t last, int with_data, mom_raft_store_entry_fn fn,
+                    void *arg)
+{
+    sqlite3_stmt *st = s->st[with_data ? ST_LOG_READ : ST_LOG_READ_META];
+    int rv = 0;
+
+    if (last > (uint64_t)INT64_MAX) {
+        last = (uint64_t)INT64_MAX;
+    }
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)first);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)last);
+    while (rv == 0 && store_step(s, st) == SQLITE_ROW) {
+        rv =
+            fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
+               (uint64_t)sqlite3_column_int64(st, 1), sqlite3_column_int(st, 2),
+               sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3));
+    }
+    sqlite3_reset(st);
+    return rv;
+}
+
+int
+mom_raft_store_load_snapshot(mom_raft_store_t *s, uint32_t grp, int with_data,
+                             mom_raft_snapshot_row_t *row)
+{
+    sqlite3_stmt *st = s->st[with_data ? ST_SNAP_GET : ST_SNAP_GET_META];
+    int found = 0;
+
+    memset(row, 0, sizeof *row);
+    sqlite3_bind_int64(st, 1, grp);
+    if (store_step(s, st) == SQLITE_ROW) {
+        row->index = (uint64_t)sqlite3_column_int64(st, 0);
+        row->term = (uint64_t)sqlite3_column_int64(st, 1);
+        row->conf_index = (uint64_t)sqlite3_column_int64(st, 2);
+        row->conf = column_dup(st, 3, &row->conf_len);
+        if (with_data) {
+            row->data = column_dup(st, 4, &row->data_len);
+        }
+        found = 1;
+    }
+    sqlite3_reset(st);
+    return found;
+}
+
+void
+mom_raft_store_save_snapshot(mom_raft_store_t *s, uint32_t grp,
+                             const mom_raft_snapshot_row_t *row)
+{
+    sqlite3_stmt *st = s->st[ST_SNAP_PUT];
+
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)row->index);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)row->term);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)row->conf_index);
+    bind_blob(s, st, 5, row->conf, row->conf_len);
+    bind_blob(s, st, 6, row->data, row->data_len);
+    store_exec(s, ST_SNAP_PUT);
+}
+
+void
+mom_raft_snapshot_row_free(mom_raft_snapshot_row_t *row)
+{
+    free(row->conf);
+    free(row->data);
+    row->conf = NULL;
+    row->data = NULL;
+}

@@ -1,0 +1,529 @@
+/*
+ * Tests of the Raft driver (raft_group.c) on the deterministic in-process
+ * cluster of raft_sim.h: real libraft, real SQLite files, virtual time, a
+ * network we can delay, cut and crash.
+ */
+#include "raft_sim.h"
+
+#define SEC 1000
+
+static sim_req_t *
+reqs_new(size_t n, uint32_t group, uint64_t seq0)
+{
+    sim_req_t *r = calloc(n, sizeof *r);
+    size_t i;
+
+    assert_non_null(r);
+    for (i = 0; i < n; i++) {
+        r[i].group = group;
+        r[i].seq = seq0 + i;
+    }
+    return r;
+}
+
+/* Submits n requests to `node` in batches of `batch`, running `gap_ms`
+ * between batches. */
+static void
+submit_all(sim_t *s, uint64_t node, sim_req_t *r, size_t n, size_t batch,
+           uint64_t gap_ms)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        assert_int_equal(sim_submit(s, node, &r[i]), MOM_RAFT_OK);
+        if ((i + 1) % batch == 0) {
+            sim_run(s, gap_ms);
+        }
+    }
+}
+
+/* Runs until every request is applied or aborted; returns how many were
+ * applied (acknowledged to their client). */
+static size_t
+settle(sim_t *s, sim_req_t *r, size_t n, uint64_t limit)
+{
+    uint64_t end = s->now + limit;
+    size_t i, done, applied;
+
+    for (;;) {
+        done = applied = 0;
+        for (i = 0; i < n; i++) {
+            done += r[i].state != 0;
+            applied += r[i].state == 1;
+        }
+        if (done == n) {
+            return applied;
+        }
+        assert_true(s->now < end);
+        sim_run(s, 10);
+    }
+}
+
+static uint64_t
+other_than(sim_t *s, uint64_t a, uint64_t b)
+{
+    uint64_t i;
+
+    for (i = 1; i <= s->n; i++) {
+        if (i != a && i != b) {
+            return i;
+        }
+    }
+    return 0;
+}
+
+static void
+isolate(sim_t *s, uint64_t id, int cut)
+{
+    uint64_t i;
+
+    for (i = 1; i <= s->n; i++) {
+        if (i != id) {
+            s->cut[id][i] = cut;
+            s->cut[i][id] = cut;
+        }
+    }
+}
+
+static void
+check_no_stale_applies(sim_t *s)
+{
+    unsigned i;
+
+    for (i = 0; i < s->n; i++) {
+        assert_int_equal(s->nodes[i].stale_applies, 0);
+    }
+}
+
+/* --- tests ---------------------------------------------------------------- */
+
+static void
+elects_leader(unsigned nodes)
+{
+    sim_t s;
+    uint64_t l, id;
+    unsigned i;
+
+    sim_init(&s, nodes, 1, nodes);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_leader(&s, 0), l);
+    for (i = 0; i < nodes; i++) {
+        assert_int_equal(mom_raft_leader(s.nodes[i].raft, 0, &id), i + 1 == l);
+        assert_int_equal(id, l);
+    }
+    sim_destroy(&s);
+}
+
+static void
+test_elects_leader_3(void **state)
+{
+    (void)state;
+    elects_leader(3);
+}
+
+static void
+test_elects_leader_5(void **state)
+{
+    (void)state;
+    elects_leader(5);
+}
+
+static void
+many_commands(unsigned nodes, size_t n)
+{
+    sim_t s;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l;
+
+    sim_init(&s, nodes, 1, 7 + nodes);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 250, 3);
+    assert_int_equal(settle(&s, r, n, 60 * SEC), n);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_10k_commands_3(void **state)
+{
+    (void)state;
+    many_commands(3, 10000);
+}
+
+static void
+test_2k_commands_5(void **state)
+{
+    (void)state;
+    many_commands(5, 2000);
+}
+
+static void
+test_leader_crash(void **state)
+{
+    sim_t s;
+    size_t n = 600, i, acked_before;
+    sim_req_t *r = reqs_new(2 * n, 0, 1);
+    uint64_t l, l2;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 3, 1, 11);
+    s.delay_max = 10;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 50, 2);
+    sim_crash(&s, l); /* mid-stream: some acked, some in flight */
+    acked_before = 0;
+    for (i = 0; i < n; i++) {
+        acked_before += r[i].state == 1;
+        assert_true(r[i].state != 0); /* close aborted the rest */
+    }
+    assert_true(acked_before > 0 && acked_before < n);
+
+    l2 = sim_wait_leader(&s, 0, l, 10 * SEC);
+    submit_all(&s, l2, r + n, n, 50, 2);
+    assert_int_equal(settle(&s, r + n, n, 30 * SEC), n);
+    sim_restart(&s, l);
+    sim_run(&s, 3 * SEC);
+
+    /* Nothing acknowledged is lost, nothing is applied twice. */
+    assert_true(sim_check_same(&s, 0) >= acked_before + n);
+    for (k = 1; k <= 3; k++) {
+        for (i = 0; i < 2 * n; i += 7) {
+            if (r[i].state == 1) {
+                assert_true(sim_has(&s, k, 0, r[i].seq));
+            }
+        }
+    }
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_minority_never_commits(void **state)
+{
+    sim_t s;
+    size_t n = 50, i;
+    sim_req_t *a = reqs_new(n, 0, 1000), *b = reqs_new(n, 0, 2000);
+    uint64_t l, f, l2, applied_l, applied_f, x, y;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 5, 1, 5);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    f = other_than(&s, l, 0);
+    sim_run(&s, 500);
+    for (x = 1; x <= 5; x++) { /* {l, f} | the other three */
+        for (y = 1; y <= 5; y++) {
+            if ((x == l || x == f) != (y == l || y == f)) {
+                s.cut[x][y] = 1;
+            }
+        }
+    }
+    applied_l = sm_applied(&s.nodes[l - 1], 0);
+    applied_f = sm_applied(&s.nodes[f - 1], 0);
+    submit_all(&s, l, a, n, 10, 5);
+    assert_int_equal(settle(&s, a, n, 10 * SEC), 0); /* all aborted */
+    assert_int_equal(sm_applied(&s.nodes[l - 1], 0), applied_l);
+    assert_int_equal(sm_applied(&s.nodes[f - 1], 0), applied_f);
+
+    l2 = sim_wait_leader(&s, 0, l, 10 * SEC);
+    assert_true(l2 != f);
+    submit_all(&s, l2, b, n, 10, 5);
+    assert_int_equal(settle(&s, b, n, 10 * SEC), n);
+    assert_int_equal(sm_applied(&s.nodes[l - 1], 0), applied_l);
+
+    memset(s.cut, 0, sizeof s.cut);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    for (k = 1; k <= 5; k++) {
+        for (i = 0; i < n; i++) {
+            assert_false(sim_has(&s, k, 0, a[i].seq));
+        }
+    }
+    free(a);
+    free(b);
+    sim_destroy(&s);
+}
+
+static void
+test_follower_restart_catches_up_from_log(void **state)
+{
+    sim_t s;
+    size_t n = 500;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l, f;
+
+    (void)state;
+    sim_init(&s, 3, 1, 21);
+    s.opt.snapshot_threshold = 100000;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    f = other_than(&s, l, 0);
+    submit_all(&s, l, r, 100, 50, 5);
+    sim_run(&s, 100);
+    sim_crash(&s, f);
+    submit_all(&s, l, r + 100, n - 100, 50, 5);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    sim_restart(&s, f);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    assert_int_equal(s.nodes[f - 1].restores, 0);
+    assert_int_equal(mom_raft_stats(s.nodes[f - 1].raft)->snapshots_installed,
+                     0);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_follower_catches_up_from_snapshot(void **state)
+{
+    sim_t s;
+    size_t n = 1000;
+    sim_req_t *r = reqs_new(n + 100, 0, 1);
+    uint64_t l, f;
+
+    (void)state;
+    sim_init(&s, 3, 1, 31);
+    s.opt.snapshot_threshold = 64;
+    s.opt.snapshot_trailing = 16;
+    s.opt.install_snapshot_timeout_ms = 500;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    f = other_than(&s, l, 0);
+    sim_crash(&s, f);
+    submit_all(&s, l, r, n, 50, 5);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    assert_true(mom_raft_stats(s.nodes[l - 1].raft)->snapshots_taken > 0);
+
+    sim_restart(&s, f);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    assert_true(s.nodes[f - 1].restores >= 1);
+    assert_true(mom_raft_stats(s.nodes[f - 1].raft)->snapshots_installed >= 1);
+
+    /* It goes on from the snapshot, and restarts from it. */
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r + n, 100, 50, 5);
+    assert_int_equal(settle(&s, r + n, 100, 10 * SEC), 100);
+    sim_run(&s, SEC);
+    sim_crash(&s, f);
+    sim_restart(&s, f);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), n + 100);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_many_groups_group_commit(void **state)
+{
+    enum { GROUPS = 64, PER = 20 };
+    sim_t s;
+    sim_req_t *r = reqs_new(GROUPS * PER, 0, 1);
+    uint64_t leader[GROUPS];
+    const mom_raft_stats_t *st;
+    size_t i, g;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 3, GROUPS, 41);
+    sim_start(&s);
+    for (g = 0; g < GROUPS; g++) {
+        leader[g] = sim_wait_leader(&s, (uint32_t)g, 0, 10 * SEC);
+    }
+    for (i = 0; i < PER; i++) {
+        for (g = 0; g < GROUPS; g++) {
+            r[g * PER + i].group = (uint32_t)g;
+            assert_int_equal(sim_submit(&s, leader[g], &r[g * PER + i]),
+                             MOM_RAFT_OK);
+        }
+        sim_run(&s, 2);
+    }
+    assert_int_equal(settle(&s, r, GROUPS * PER, 10 * SEC), GROUPS * PER);
+    sim_run(&s, SEC);
+    for (g = 0; g < GROUPS; g++) {
+        assert_int_equal(sim_check_same(&s, (uint32_t)g), PER);
+    }
+    for (k = 0; k < 3; k++) {
+        st = mom_raft_stats(s.nodes[k].raft);
+        printf("# node %u: %" PRIu64 " flushes, %" PRIu64
+               " group writes (%.1f groups per transaction)\n",
+               k + 1, st->flushes, st->group_writes,
+               (double)st->group_writes / (double)st->flushes);
+        assert_true(st->group_writes > 2 * st->flushes);
+    }
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_aborted_on_leadership_loss(void **state)
+{
+    sim_t s;
+    size_t n = 30, i;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 3, 1, 51);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    sim_run(&s, 200);
+    isolate(&s, l, 1);
+    submit_all(&s, l, r, n, 10, 5);
+    sim_run(&s, 100);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(r[i].state, 0); /* still waiting */
+    }
+    sim_run(&s, 3 * SEC); /* no quorum contact: the leader steps down */
+    assert_false(mom_raft_leader(s.nodes[l - 1].raft, 0, NULL));
+    assert_int_equal(s.nodes[l - 1].aborted, n);
+    for (i = 0; i < n; i++) {
+        assert_int_equal(r[i].state, 2);
+    }
+    isolate(&s, l, 0);
+    sim_run(&s, 3 * SEC);
+    sim_check_same(&s, 0);
+    for (k = 1; k <= 3; k++) {
+        for (i = 0; i < n; i++) {
+            assert_false(sim_has(&s, k, 0, r[i].seq));
+        }
+    }
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_whole_cluster_restart(void **state)
+{
+    sim_t s;
+    size_t n = 300;
+    sim_req_t *r = reqs_new(2 * n, 0, 1);
+    uint64_t l;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 3, 1, 61);
+    s.opt.snapshot_threshold = 128;
+    s.opt.snapshot_trailing = 32;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 30, 3);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    for (k = 1; k <= 3; k++) {
+        sim_crash(&s, k);
+    }
+    sim_run(&s, 100);
+    for (k = 1; k <= 3; k++) {
+        sim_restart(&s, k);
+    }
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r + n, n, 30, 3);
+    assert_int_equal(settle(&s, r + n, n, 10 * SEC), n);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), 2 * n);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_lossy_network(void **state)
+{
+    sim_t s;
+    size_t n = 400, applied;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l;
+
+    (void)state;
+    sim_init(&s, 3, 1, 71);
+    s.loss_pct = 20;
+    s.delay_max = 20;
+    s.opt.snapshot_threshold = 100;
+    s.opt.snapshot_trailing = 10;
+    s.opt.install_snapshot_timeout_ms = 500;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 30 * SEC);
+    submit_all(&s, l, r, n, 20, 10);
+    applied = settle(&s, r, n, 60 * SEC);
+    s.loss_pct = 0;
+    sim_run(&s, 5 * SEC);
+    assert_true(sim_check_same(&s, 0) >= applied);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_membership_add_voter(void **state)
+{
+    sim_t s;
+    size_t n = 100;
+    sim_req_t *r = reqs_new(2 * n, 0, 1);
+    uint64_t l, victim;
+
+    (void)state;
+    sim_init(&s, 4, 1, 81);
+    s.n_voters = 3; /* node 4 starts empty and waits to be added */
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 20, 5);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    assert_int_equal(mom_raft_change(s.nodes[l - 1].raft, 0, 4,
+                                     MOM_RAFT_ROLE_STANDBY, s.now),
+                     MOM_RAFT_OK);
+    assert_int_equal(
+        mom_raft_change(s.nodes[l - 1].raft, 0, 4, MOM_RAFT_ROLE_VOTER, s.now),
+        MOM_RAFT_CANT_CHANGE); /* one change at a time */
+    sim_run(&s, SEC);
+    assert_int_equal(
+        mom_raft_change(s.nodes[l - 1].raft, 0, 4, MOM_RAFT_ROLE_VOTER, s.now),
+        MOM_RAFT_OK);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+
+    /* With 4 voters, losing one voter other than the leader keeps a
+     * quorum only if node 4 votes: 3 of 4. */
+    victim = other_than(&s, l, 4);
+    sim_crash(&s, victim);
+    submit_all(&s, l, r + n, n, 20, 5);
+    assert_int_equal(settle(&s, r + n, n, 10 * SEC), n);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), 2 * n);
+    free(r);
+    sim_destroy(&s);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_elects_leader_3),
+        cmocka_unit_test(test_elects_leader_5),
+        cmocka_unit_test(test_10k_commands_3),
+        cmocka_unit_test(test_2k_commands_5),
+        cmocka_unit_test(test_leader_crash),
+        cmocka_unit_test(test_minority_never_commits),
+        cmocka_unit_test(test_follower_restart_catches_up_from_log),
+        cmocka_unit_test(test_follower_catches_up_from_snapshot),
+        cmocka_unit_test(test_many_groups_group_commit),
+        cmocka_unit_test(test_aborted_on_leadership_loss),
+        cmocka_unit_test(test_whole_cluster_restart),
+        cmocka_unit_test(test_lossy_network),
+        cmocka_unit_test(test_membership_add_voter),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
