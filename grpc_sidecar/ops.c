@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/crypto.h>
@@ -29,18 +30,19 @@ void
 mom_ops_init(mom_ops_t *ops, uv_loop_t *loop, const mom_conf_t *conf,
              mom_store_t *st, mom_commit_t *commit)
 {
-    uint64_t incarnation = 0;
+    uint32_t incarnation = 0;
 
     memset(ops, 0, sizeof(*ops));
     ops->loop = loop;
     ops->conf = conf;
     ops->st = st;
     ops->commit = commit;
+    /* A new producer per process: sequence numbers derive from the clock,
+     * which may step back across a restart. */
     if (RAND_bytes((unsigned char *)&incarnation, sizeof(incarnation)) != 1) {
-        incarnation = (uint64_t)mom_ops_now_ms();
+        incarnation = (uint32_t)getpid() ^ (uint32_t)mom_ops_now_ms();
     }
-    ops->producer =
-        (uint64_t)conf->node_id << 48 | (incarnation & 0xffffffffffffULL);
+    ops->producer = (uint64_t)conf->node_id << 32 | incarnation | 1;
 }
 
 int64_t
@@ -254,8 +256,13 @@ mom_op_submit(mom_op_t *op, Mom__CommandOp kind, const char *password_hash)
     cmd.content = op->req->content;
     cmd.password_hash = (char *)(password_hash ? password_hash : "");
     cmd.timestamp_ms = mom_ops_now_ms();
+    /* Unique per node across restarts: milliseconds << 12, kept strictly
+     * increasing (4096 commands per millisecond before it runs ahead). */
+    ops->sequence = (uint64_t)cmd.timestamp_ms << 12 > ops->sequence
+                        ? (uint64_t)cmd.timestamp_ms << 12
+                        : ops->sequence + 1;
     cmd.producer = ops->producer;
-    cmd.sequence = ++ops->sequence;
+    cmd.sequence = ops->sequence;
     if (mom_commit_submit(ops->commit, &cmd, mom_op_committed, op) != 0) {
         mom_op_error(op, 503, "Server shutting down");
     }

@@ -30,8 +30,8 @@ typedef struct {
     mom_store_t *st;
     mom_commit_t *commit;
     struct mom_sse_s *sse; /* NULL: subscriptions unavailable */
-    uint64_t producer;     /* idempotency key of our commands */
-    uint64_t sequence;
+    uint64_t producer;     /* idempotency key: node id << 32 | incarnation */
+    uint64_t sequence; /* last sequence number used (ms << 12, increasing) */
 } mom_ops_t;
 
 void mom_ops_init(mom_ops_t *ops, uv_loop_t *loop, const mom_conf_t *conf,

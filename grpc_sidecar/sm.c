@@ -9,6 +9,14 @@
 
 #include "sm.h"
 
+/*
+ * Results are kept for about an hour (sequence numbers are milliseconds
+ * << 12 for every producer, see ops.c): a retry comes within seconds.
+ * Pruning depends on the log index and the command only (deterministic).
+ */
+#define MOM_SM_DEDUP_WINDOW (3600000ULL << 12)
+#define MOM_SM_DEDUP_PRUNE_EVERY 1024
+
 static const char *const mom_coll_title[] = {"Topic", "Queue"};
 static const char *const mom_coll_id_key[] = {"offset", "id"};
 
@@ -263,11 +271,30 @@ mom_sm_dispatch(mom_store_t *st, const Mom__Command *cmd, mom_result_t *out)
     }
 }
 
+/* Keeps the result for retries; deterministic pruning by sequence. */
+static int
+mom_sm_remember(mom_store_t *st, uint64_t index, const Mom__Command *cmd,
+                const mom_result_t *out)
+{
+    if (mom_store_dedup_put(st, cmd->producer, cmd->sequence, out->status,
+                            out->body.data, out->body.len) != MOM_STORE_OK) {
+        return -1;
+    }
+    if (index % MOM_SM_DEDUP_PRUNE_EVERY == 0 &&
+        cmd->sequence > MOM_SM_DEDUP_WINDOW &&
+        mom_store_dedup_prune(st, cmd->sequence - MOM_SM_DEDUP_WINDOW) !=
+            MOM_STORE_OK) {
+        return -1;
+    }
+    return 0;
+}
+
 int
 mom_sm_apply(mom_store_t *st, uint32_t group, uint64_t index,
              const Mom__Command *cmd, mom_result_t *out)
 {
     uint64_t applied;
+    int rc;
 
     mom_buf_reset(&out->body);
     out->status = 0;
@@ -279,12 +306,28 @@ mom_sm_apply(mom_store_t *st, uint32_t group, uint64_t index,
     if (index <= applied) {
         return 0;
     }
+    if (cmd->producer != 0) {
+        rc = mom_store_dedup_get(st, cmd->producer, cmd->sequence, &out->status,
+                                 &out->body);
+        if (rc == MOM_STORE_ERROR) {
+            return -1;
+        }
+        if (rc == MOM_STORE_OK) {
+            /* Committed twice: answer as the first time, change nothing. */
+            return mom_store_set_applied_index(st, group, index) == MOM_STORE_OK
+                       ? 0
+                       : -1;
+        }
+    }
     if (mom_sm_dispatch(st, cmd, out) != 0) {
         return -1;
     }
     if (out->body.failed) {
         /* Out of memory building the body: the effect stands, say so. */
         mom_result_error(out, 500, "Out of memory");
+    }
+    if (cmd->producer != 0 && mom_sm_remember(st, index, cmd, out) != 0) {
+        return -1;
     }
     return mom_store_set_applied_index(st, group, index) == MOM_STORE_OK ? 0
                                                                          : -1;

@@ -24,6 +24,9 @@ enum {
     S_USER_INSERT,
     S_USER_HASH,
     S_LIST_USERS,
+    S_DEDUP_GET,
+    S_DEDUP_PUT,
+    S_DEDUP_PRUNE,
     /* per collection: base + MOM_TOPIC or MOM_QUEUE */
     S_COLL_CREATE,
     S_COLL_GET = S_COLL_CREATE + 2,
@@ -47,6 +50,11 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_USER_INSERT] = "INSERT OR IGNORE INTO users(name, hash) VALUES (?1, ?2)",
     [S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
     [S_LIST_USERS] = "SELECT name FROM users ORDER BY name",
+    [S_DEDUP_GET] = "SELECT status, body FROM applied_commands "
+                    "WHERE producer = ?1 AND sequence = ?2",
+    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_commands(producer, "
+                    "sequence, status, body) VALUES (?1, ?2, ?3, ?4)",
+    [S_DEDUP_PRUNE] = "DELETE FROM applied_commands WHERE sequence < ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
                                   "next_offset) VALUES (?1, ?2, 1)",
@@ -104,7 +112,13 @@ static const char mom_store_schema[] =
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
     "  PRIMARY KEY (queue, id));"
     "CREATE TABLE IF NOT EXISTS meta ("
-    "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;";
+    "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS applied_commands ("
+    "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+    "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS applied_commands_by_sequence"
+    "  ON applied_commands(sequence);";
 
 struct mom_store_s {
     sqlite3 *db;
@@ -484,4 +498,49 @@ mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
     }
     mom_store_finish(s);
     return rc == SQLITE_DONE ? MOM_STORE_OK : mom_store_fail(st, "list");
+}
+
+int
+mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
+                    unsigned *status, mom_buf_t *body)
+{
+    sqlite3_stmt *s = st->stmt[S_DEDUP_GET];
+    int rc;
+
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)sequence);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *status = (unsigned)sqlite3_column_int(s, 0);
+        mom_buf_append(body, sqlite3_column_blob(s, 1),
+                       (size_t)sqlite3_column_bytes(s, 1));
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_ROW) {
+        return body->failed ? MOM_STORE_ERROR : MOM_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
+                             : mom_store_fail(st, "dedup get");
+}
+
+int
+mom_store_dedup_put(mom_store_t *st, uint64_t producer, uint64_t sequence,
+                    unsigned status, const void *body, size_t len)
+{
+    sqlite3_stmt *s = st->stmt[S_DEDUP_PUT];
+
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)sequence);
+    sqlite3_bind_int(s, 3, (int)status);
+    sqlite3_bind_blob(s, 4, len ? body : "", (int)len, SQLITE_STATIC);
+    return mom_store_exec_stmt(st, s);
+}
+
+int
+mom_store_dedup_prune(mom_store_t *st, uint64_t below)
+{
+    sqlite3_stmt *s = st->stmt[S_DEDUP_PRUNE];
+
+    sqlite3_bind_int64(s, 1, (sqlite3_int64)below);
+    return mom_store_exec_stmt(st, s);
 }

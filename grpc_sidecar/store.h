@@ -12,6 +12,7 @@
 #include <sqlite3.h>
 
 #include "conf.h"
+#include "json.h"
 
 typedef struct mom_store_s mom_store_t;
 
@@ -98,5 +99,18 @@ int mom_store_coll_remove(mom_store_t *st, mom_coll_t c, const char *name,
 typedef int (*mom_store_name_cb)(void *data, const char *name, size_t len);
 int mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
                    void *data);
+
+/*
+ * Results of applied commands by idempotency key (producer, sequence), so
+ * that a command committed twice (a retry after a leader change) has its
+ * effect once and answers the same both times. dedup_get appends the
+ * stored body to body.
+ */
+int mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
+                        unsigned *status, mom_buf_t *body);
+int mom_store_dedup_put(mom_store_t *st, uint64_t producer, uint64_t sequence,
+                        unsigned status, const void *body, size_t len);
+/* Forgets the results of sequence numbers below `below` (all producers). */
+int mom_store_dedup_prune(mom_store_t *st, uint64_t below);
 
 #endif

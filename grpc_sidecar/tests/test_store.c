@@ -298,6 +298,73 @@ test_idempotent_replay(void **state)
     assert_int_equal(applied, 7);
 }
 
+/* The same command (idempotency key) committed twice applies once. */
+static void
+test_duplicate_command(void **state)
+{
+    fixture_t *f = *state;
+    Mom__Command cmd = MOM__COMMAND__INIT;
+    char first[256];
+    uint64_t next;
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "dq", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "dq", "alice", "\"one\"");
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "dq", "alice", "\"two\"");
+
+    cmd.op = MOM__COMMAND_OP__CMD_RECEIVE;
+    cmd.name = "dq";
+    cmd.user = "bob";
+    cmd.producer = 7ULL << 32 | 1;
+    cmd.sequence = 1000;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+        assert_int_equal(mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res), 0);
+        assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+        assert_int_equal(f->res.status, 200);
+        mom_buf_append(&f->res.body, "", 1);
+        if (i == 0) {
+            strcpy(first, f->res.body.data);
+            assert_non_null(strstr(first, "\"one\""));
+        } else {
+            assert_string_equal(f->res.body.data, first);
+        }
+    }
+    /* Only one message was taken. */
+    apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "dq", "bob", NULL);
+    assert_non_null(strstr(BODY(f), "\"two\""));
+
+    /* A duplicate publish does not publish again (and is not fanned out). */
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "dt", "alice", NULL);
+    cmd.op = MOM__COMMAND_OP__CMD_PUBLISH;
+    cmd.name = "dt";
+    cmd.content.data = (uint8_t *)"1";
+    cmd.content.len = 1;
+    cmd.sequence = 1001;
+    for (int i = 0; i < 2; i++) {
+        mom_store_begin(f->st);
+        assert_int_equal(mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res), 0);
+        mom_store_commit(f->st);
+        assert_int_equal(f->res.status, 200);
+        assert_true(f->res.has_message == (i == 0));
+    }
+    mom_store_coll_get(f->st, MOM_TOPIC, "dt", NULL, &next);
+    assert_int_equal(next, 2);
+
+    /* After pruning, the key is forgotten. */
+    assert_int_equal(mom_store_dedup_prune(f->st, 1002), MOM_STORE_OK);
+    mom_store_begin(f->st);
+    mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res);
+    mom_store_commit(f->st);
+    assert_true(f->res.has_message);
+    assert_int_equal(f->res.message.seq, 2);
+    cmd.sequence = 1000;
+    mom_store_begin(f->st);
+    mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res);
+    mom_store_commit(f->st);
+    assert_true(f->res.has_message);
+    assert_int_equal(f->res.message.seq, 3);
+}
+
 static void
 test_rollback(void **state)
 {
@@ -393,6 +460,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_history_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queues_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotent_replay, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_command, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_and_list, setup, teardown),
