@@ -72,7 +72,8 @@ $(NGX_TREE)/objs/Makefile: config $(NGX_TREE)/.srclist $(GEN_HDRS)
 
 $(MODULE): $(NGX_TREE)/objs/Makefile $(MOD_SRCS) $(MOD_HDRS) $(GEN_SRCS)
 	$(MAKE) -s -C $(NGX_TREE) -f objs/Makefile modules
-	cp $(NGX_TREE)/objs/ngx_http_mom_module.so $@
+	@# a new file, not overwritten in place: running nginx maps the old one
+	cp $(NGX_TREE)/objs/ngx_http_mom_module.so $@.tmp && mv -f $@.tmp $@
 
 module: $(MODULE)
 
