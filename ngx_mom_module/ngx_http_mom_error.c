@@ -62,8 +62,8 @@ ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
     ngx_chain_t          out;
     ngx_http_mom_ctx_t  *ctx;
 
-    if (status < NGX_HTTP_BAD_REQUEST || r->header_sent) {
-        return status == NGX_HTTP_OK ? NGX_ERROR : (ngx_int_t) status;
+    if (r->header_sent) {
+        return NGX_ERROR;
     }
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {

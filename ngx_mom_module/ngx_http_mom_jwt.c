@@ -278,7 +278,6 @@ ngx_http_mom_verify(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     u_char                   *p;
     jwt_t                    *jwt;
     time_t                    now;
-    ngx_int_t                 rc;
     const char               *sub, *detail;
     ngx_http_mom_loc_conf_t  *mlcf;
 
@@ -359,9 +358,7 @@ failed:
 
     jwt_free(jwt);
 
-    rc = ngx_http_mom_unauthorized(r, ctx, detail);
-
-    return rc;
+    return ngx_http_mom_unauthorized(r, ctx, detail);
 }
 
 

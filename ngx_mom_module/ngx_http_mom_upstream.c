@@ -225,7 +225,8 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    resp = mom__response__unpack(NULL, len, b->pos + NGX_HTTP_MOM_FRAME_HEADER);
+    resp = mom__response__unpack(NULL, len,
+                                 b->pos + NGX_HTTP_MOM_FRAME_HEADER);
 
     if (resp == NULL
         || resp->kind != MOM__KIND__KIND_REPLY
