@@ -273,16 +273,17 @@ mom_sm_dispatch(mom_store_t *st, const Mom__Command *cmd, mom_result_t *out)
 
 /* Keeps the result for retries; deterministic pruning by sequence. */
 static int
-mom_sm_remember(mom_store_t *st, uint64_t index, const Mom__Command *cmd,
-                const mom_result_t *out)
+mom_sm_remember(mom_store_t *st, uint32_t group, uint64_t index,
+                const Mom__Command *cmd, const mom_result_t *out)
 {
-    if (mom_store_dedup_put(st, cmd->producer, cmd->sequence, out->status,
-                            out->body.data, out->body.len) != MOM_STORE_OK) {
+    if (mom_store_dedup_put(st, group, cmd->producer, cmd->sequence,
+                            out->status, out->body.data,
+                            out->body.len) != MOM_STORE_OK) {
         return -1;
     }
     if (index % MOM_SM_DEDUP_PRUNE_EVERY == 0 &&
         cmd->sequence > MOM_SM_DEDUP_WINDOW &&
-        mom_store_dedup_prune(st, cmd->sequence - MOM_SM_DEDUP_WINDOW) !=
+        mom_store_dedup_prune(st, group, cmd->sequence - MOM_SM_DEDUP_WINDOW) !=
             MOM_STORE_OK) {
         return -1;
     }
@@ -326,7 +327,8 @@ mom_sm_apply(mom_store_t *st, uint32_t group, uint64_t index,
         /* Out of memory building the body: the effect stands, say so. */
         mom_result_error(out, 500, "Out of memory");
     }
-    if (cmd->producer != 0 && mom_sm_remember(st, index, cmd, out) != 0) {
+    if (cmd->producer != 0 &&
+        mom_sm_remember(st, group, index, cmd, out) != 0) {
         return -1;
     }
     return mom_store_set_applied_index(st, group, index) == MOM_STORE_OK ? 0

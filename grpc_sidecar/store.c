@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "ring.h"
 #include "store.h"
 
 #define MOM_STORE_BUSY_MS 5000
@@ -27,6 +28,10 @@ enum {
     S_DEDUP_GET,
     S_DEDUP_PUT,
     S_DEDUP_PRUNE,
+    S_PART_USERS,
+    S_PART_DEL_USERS,
+    S_PART_RESULTS,
+    S_PART_DEL_RESULTS,
     /* per collection: base + MOM_TOPIC or MOM_QUEUE */
     S_COLL_CREATE,
     S_COLL_GET = S_COLL_CREATE + 2,
@@ -37,7 +42,12 @@ enum {
     S_COLL_SCAN = S_COLL_INSERT_MSG + 2,
     S_COLL_REMOVE_MSG = S_COLL_SCAN + 2,
     S_COLL_LIST = S_COLL_REMOVE_MSG + 2,
-    S_COUNT = S_COLL_LIST + 2,
+    S_COLL_RESTORE = S_COLL_LIST + 2,
+    S_PART_COLLS = S_COLL_RESTORE + 2,
+    S_PART_MSGS = S_PART_COLLS + 2,
+    S_PART_DEL_COLLS = S_PART_MSGS + 2,
+    S_PART_DEL_MSGS = S_PART_DEL_COLLS + 2,
+    S_COUNT = S_PART_DEL_MSGS + 2,
 };
 
 static const char *const mom_store_sql[S_COUNT] = {
@@ -52,9 +62,16 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_LIST_USERS] = "SELECT name FROM users ORDER BY name",
     [S_DEDUP_GET] = "SELECT status, body FROM applied_commands "
                     "WHERE producer = ?1 AND sequence = ?2",
-    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_commands(producer, "
-                    "sequence, status, body) VALUES (?1, ?2, ?3, ?4)",
-    [S_DEDUP_PRUNE] = "DELETE FROM applied_commands WHERE sequence < ?1",
+    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_commands(grp, producer, "
+                    "sequence, status, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_DEDUP_PRUNE] = "DELETE FROM applied_commands "
+                      "WHERE grp = ?1 AND sequence < ?2",
+    [S_PART_USERS] = "SELECT name, hash FROM users "
+                     "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
+    [S_PART_DEL_USERS] = "DELETE FROM users WHERE mom_partition(name, ?1) = ?2",
+    [S_PART_RESULTS] = "SELECT producer, sequence, status, body "
+                       "FROM applied_commands WHERE grp = ?1",
+    [S_PART_DEL_RESULTS] = "DELETE FROM applied_commands WHERE grp = ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
                                   "next_offset) VALUES (?1, ?2, 1)",
@@ -92,6 +109,31 @@ static const char *const mom_store_sql[S_COUNT] = {
         "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2",
     [S_COLL_LIST + MOM_TOPIC] = "SELECT name FROM topics ORDER BY name",
     [S_COLL_LIST + MOM_QUEUE] = "SELECT name FROM queues ORDER BY name",
+    [S_COLL_RESTORE + MOM_TOPIC] = "INSERT INTO topics(name, owner, "
+                                   "next_offset) VALUES (?1, ?2, ?3)",
+    [S_COLL_RESTORE + MOM_QUEUE] = "INSERT INTO queues(name, owner, "
+                                   "next_id) VALUES (?1, ?2, ?3)",
+    [S_PART_COLLS + MOM_TOPIC] =
+        "SELECT name, owner, next_offset FROM topics "
+        "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
+    [S_PART_COLLS + MOM_QUEUE] = "SELECT name, owner, next_id FROM queues "
+                                 "WHERE mom_partition(name, ?1) = ?2 "
+                                 "ORDER BY name",
+    [S_PART_MSGS + MOM_TOPIC] =
+        "SELECT topic, \"offset\", sender, content, ts_ms "
+        "FROM topic_messages WHERE mom_partition(topic, ?1) = ?2 "
+        "ORDER BY topic, \"offset\"",
+    [S_PART_MSGS + MOM_QUEUE] =
+        "SELECT queue, id, sender, content, ts_ms FROM queue_messages "
+        "WHERE mom_partition(queue, ?1) = ?2 ORDER BY queue, id",
+    [S_PART_DEL_COLLS + MOM_TOPIC] =
+        "DELETE FROM topics WHERE mom_partition(name, ?1) = ?2",
+    [S_PART_DEL_COLLS + MOM_QUEUE] =
+        "DELETE FROM queues WHERE mom_partition(name, ?1) = ?2",
+    [S_PART_DEL_MSGS + MOM_TOPIC] =
+        "DELETE FROM topic_messages WHERE mom_partition(topic, ?1) = ?2",
+    [S_PART_DEL_MSGS + MOM_QUEUE] =
+        "DELETE FROM queue_messages WHERE mom_partition(queue, ?1) = ?2",
 };
 
 static const char mom_store_schema[] =
@@ -114,11 +156,12 @@ static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS applied_commands ("
+    "  grp INTEGER NOT NULL,"
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
     "  status INTEGER NOT NULL, body BLOB NOT NULL,"
     "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS applied_commands_by_sequence"
-    "  ON applied_commands(sequence);";
+    "CREATE INDEX IF NOT EXISTS applied_commands_by_group"
+    "  ON applied_commands(grp, sequence);";
 
 struct mom_store_s {
     sqlite3 *db;
@@ -153,6 +196,22 @@ mom_store_finish(sqlite3_stmt *s)
     sqlite3_clear_bindings(s);
 }
 
+/* mom_partition(name, partitions): the partition of a name (ring.c). */
+static void
+mom_store_partition_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    const char *name = (const char *)sqlite3_value_text(argv[0]);
+    int len = sqlite3_value_bytes(argv[0]);
+    sqlite3_int64 partitions = sqlite3_value_int64(argv[1]);
+
+    if (name == NULL || partitions <= 0 || partitions > UINT32_MAX) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    sqlite3_result_int64(
+        ctx, mom_partition_of(name, (size_t)len, (uint32_t)partitions));
+}
+
 mom_store_t *
 mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
                size_t err_size)
@@ -185,6 +244,13 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
         goto failed;
     }
     sqlite3_busy_timeout(st->db, MOM_STORE_BUSY_MS);
+    if (sqlite3_create_function(
+            st->db, "mom_partition", 2,
+            SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+            mom_store_partition_fn, NULL, NULL) != SQLITE_OK) {
+        snprintf(err, err_size, "%s: %s", path, sqlite3_errmsg(st->db));
+        goto failed;
+    }
     snprintf(pragmas, sizeof(pragmas),
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
              sync == MOM_SYNC_FULL ? "FULL" : "NORMAL");
@@ -524,23 +590,160 @@ mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
 }
 
 int
-mom_store_dedup_put(mom_store_t *st, uint64_t producer, uint64_t sequence,
-                    unsigned status, const void *body, size_t len)
+mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
+                    uint64_t sequence, unsigned status, const void *body,
+                    size_t len)
 {
     sqlite3_stmt *s = st->stmt[S_DEDUP_PUT];
 
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)sequence);
-    sqlite3_bind_int(s, 3, (int)status);
-    sqlite3_bind_blob(s, 4, len ? body : "", (int)len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+    sqlite3_bind_int(s, 4, (int)status);
+    sqlite3_bind_blob(s, 5, len ? body : "", (int)len, SQLITE_STATIC);
     return mom_store_exec_stmt(st, s);
 }
 
 int
-mom_store_dedup_prune(mom_store_t *st, uint64_t below)
+mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t below)
 {
     sqlite3_stmt *s = st->stmt[S_DEDUP_PRUNE];
 
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)below);
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)below);
+    return mom_store_exec_stmt(st, s);
+}
+
+/* --- whole partitions (snapshots) ---------------------------------------- */
+
+static const char *
+mom_store_col_text(sqlite3_stmt *s, int col, size_t *len)
+{
+    const char *t = (const char *)sqlite3_column_text(s, col);
+
+    *len = (size_t)sqlite3_column_bytes(s, col);
+    return t ? t : "";
+}
+
+static const void *
+mom_store_col_blob(sqlite3_stmt *s, int col, size_t *len)
+{
+    const void *b = sqlite3_column_blob(s, col);
+
+    *len = (size_t)sqlite3_column_bytes(s, col);
+    return b ? b : "";
+}
+
+int
+mom_store_part_scan(mom_store_t *st, mom_part_kind_t kind, uint32_t partitions,
+                    uint32_t partition, mom_store_row_cb cb, void *data)
+{
+    static const int which[] = {
+        [MOM_PART_USERS] = S_PART_USERS,
+        [MOM_PART_TOPICS] = S_PART_COLLS + MOM_TOPIC,
+        [MOM_PART_QUEUES] = S_PART_COLLS + MOM_QUEUE,
+        [MOM_PART_TOPIC_MESSAGES] = S_PART_MSGS + MOM_TOPIC,
+        [MOM_PART_QUEUE_MESSAGES] = S_PART_MSGS + MOM_QUEUE,
+        [MOM_PART_RESULTS] = S_PART_RESULTS,
+    };
+    sqlite3_stmt *s = st->stmt[which[kind]];
+    mom_store_row_t row;
+    int rc;
+
+    if (kind == MOM_PART_RESULTS) {
+        sqlite3_bind_int64(s, 1, partition);
+    } else {
+        sqlite3_bind_int64(s, 1, partitions);
+        sqlite3_bind_int64(s, 2, partition);
+    }
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        memset(&row, 0, sizeof(row));
+        switch (kind) {
+        case MOM_PART_USERS:
+            row.name = mom_store_col_text(s, 0, &row.name_len);
+            row.text = mom_store_col_text(s, 1, &row.text_len);
+            break;
+        case MOM_PART_TOPICS:
+        case MOM_PART_QUEUES:
+            row.name = mom_store_col_text(s, 0, &row.name_len);
+            row.text = mom_store_col_text(s, 1, &row.text_len);
+            row.seq = (uint64_t)sqlite3_column_int64(s, 2);
+            break;
+        case MOM_PART_TOPIC_MESSAGES:
+        case MOM_PART_QUEUE_MESSAGES:
+            row.name = mom_store_col_text(s, 0, &row.name_len);
+            row.seq = (uint64_t)sqlite3_column_int64(s, 1);
+            row.text = mom_store_col_text(s, 2, &row.text_len);
+            row.blob = mom_store_col_blob(s, 3, &row.blob_len);
+            row.num = sqlite3_column_int64(s, 4);
+            break;
+        case MOM_PART_RESULTS:
+            row.num = sqlite3_column_int64(s, 0); /* producer */
+            row.seq = (uint64_t)sqlite3_column_int64(s, 1);
+            row.status = (unsigned)sqlite3_column_int(s, 2);
+            row.blob = mom_store_col_blob(s, 3, &row.blob_len);
+            break;
+        }
+        if (cb(data, &row) != 0) {
+            rc = SQLITE_ABORT;
+            break;
+        }
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_ABORT) {
+        return MOM_STORE_ERROR;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_OK : mom_store_fail(st, "part scan");
+}
+
+int
+mom_store_part_clear(mom_store_t *st, uint32_t partitions, uint32_t partition)
+{
+    static const int stmts[] = {
+        S_PART_DEL_USERS,
+        S_PART_DEL_MSGS + MOM_TOPIC,
+        S_PART_DEL_COLLS + MOM_TOPIC,
+        S_PART_DEL_MSGS + MOM_QUEUE,
+        S_PART_DEL_COLLS + MOM_QUEUE,
+    };
+    sqlite3_stmt *s;
+
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        s = st->stmt[stmts[i]];
+        sqlite3_bind_int64(s, 1, partitions);
+        sqlite3_bind_int64(s, 2, partition);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+    }
+    s = st->stmt[S_PART_DEL_RESULTS];
+    sqlite3_bind_int64(s, 1, partition);
+    return mom_store_exec_stmt(st, s);
+}
+
+int
+mom_store_coll_restore(mom_store_t *st, mom_coll_t c, const char *name,
+                       const char *owner, uint64_t next_seq)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_RESTORE + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)next_seq);
+    return mom_store_exec_stmt(st, s);
+}
+
+int
+mom_store_msg_restore(mom_store_t *st, mom_coll_t c, const char *name,
+                      const mom_store_msg_t *m)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_INSERT_MSG + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)m->seq);
+    sqlite3_bind_text(s, 3, m->sender, (int)m->sender_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 4, m->content_len ? m->content : "",
+                      (int)m->content_len, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 5, m->ts_ms);
     return mom_store_exec_stmt(st, s);
 }

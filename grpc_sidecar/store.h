@@ -108,9 +108,50 @@ int mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
  */
 int mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
                         unsigned *status, mom_buf_t *body);
-int mom_store_dedup_put(mom_store_t *st, uint64_t producer, uint64_t sequence,
-                        unsigned status, const void *body, size_t len);
-/* Forgets the results of sequence numbers below `below` (all producers). */
-int mom_store_dedup_prune(mom_store_t *st, uint64_t below);
+int mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
+                        uint64_t sequence, unsigned status, const void *body,
+                        size_t len);
+/* Forgets the group's results of sequence numbers below `below`. */
+int mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t below);
+
+/*
+ * Whole partitions, for Raft snapshots: everything whose name maps to
+ * `partition` of `partitions` (mom_partition_of), and the results kept for
+ * idempotency by the group (= partition) that applied them.
+ */
+typedef enum {
+    MOM_PART_USERS = 0,      /* name, text = hash */
+    MOM_PART_TOPICS,         /* name, text = owner, seq = next offset */
+    MOM_PART_QUEUES,         /* name, text = owner, seq = next id */
+    MOM_PART_TOPIC_MESSAGES, /* name = topic, seq, text = sender, blob, num */
+    MOM_PART_QUEUE_MESSAGES, /* name = queue, seq, text = sender, blob, num */
+    MOM_PART_RESULTS,        /* num = producer, seq = sequence, status, blob */
+} mom_part_kind_t;
+
+typedef struct {
+    const char *name;
+    size_t name_len;
+    const char *text;
+    size_t text_len;
+    uint64_t seq;
+    const void *blob;
+    size_t blob_len;
+    int64_t num;
+    unsigned status;
+} mom_store_row_t;
+
+/* Rows valid during the callback only; a nonzero return aborts (-1). */
+typedef int (*mom_store_row_cb)(void *data, const mom_store_row_t *row);
+
+int mom_store_part_scan(mom_store_t *st, mom_part_kind_t kind,
+                        uint32_t partitions, uint32_t partition,
+                        mom_store_row_cb cb, void *data);
+/* Deletes the partition's users, topics, queues, messages and results. */
+int mom_store_part_clear(mom_store_t *st, uint32_t partitions,
+                         uint32_t partition);
+int mom_store_coll_restore(mom_store_t *st, mom_coll_t c, const char *name,
+                           const char *owner, uint64_t next_seq);
+int mom_store_msg_restore(mom_store_t *st, mom_coll_t c, const char *name,
+                          const mom_store_msg_t *m);
 
 #endif

@@ -351,7 +351,7 @@ test_duplicate_command(void **state)
     assert_int_equal(next, 2);
 
     /* After pruning, the key is forgotten. */
-    assert_int_equal(mom_store_dedup_prune(f->st, 1002), MOM_STORE_OK);
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 1002), MOM_STORE_OK);
     mom_store_begin(f->st);
     mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res);
     mom_store_commit(f->st);
