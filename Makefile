@@ -128,9 +128,9 @@ test: deps
 
 # --- benchmark tools (scripts/bench) -----------------------------------------
 
-$(BUILD)/bench/sse_bench: bench/sse_bench.c
+$(BUILD)/bench/sse_bench: bench/sse_bench.c bench/http_resp.c bench/http_resp.h
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -o $@ $<
+	$(CC) -std=gnu11 -O2 -g $(WARN) -D_GNU_SOURCE -o $@ $(filter %.c,$^)
 
 bench-tools: $(BUILD)/bench/sse_bench
 

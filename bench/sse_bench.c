@@ -38,8 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_resp.h"
+
 #define MAX_ADDRS 16
-#define HDR_MAX 8192
 #define ID_MAX 128
 #define LINE_MAX_LEN 65536
 #define HIST_STEP_US 10
@@ -49,9 +50,7 @@
 #define READY_TIMEOUT_US 30000000
 
 enum { CONN_SUB, CONN_PUB };
-enum { ST_IDLE, ST_CONNECTING, ST_SENDING, ST_HEADERS, ST_BODY };
-enum { CH_SIZE, CH_EXT, CH_SIZE_LF, CH_DATA, CH_DATA_CR, CH_DATA_LF,
-       CH_TRAILER, CH_DONE };
+enum { ST_IDLE, ST_CONNECTING, ST_SENDING, ST_HEADERS };
 
 typedef struct {
     struct sockaddr_in sa;
@@ -69,14 +68,7 @@ typedef struct {
     char *out;
     size_t out_len, out_off;
 
-    char hdr[HDR_MAX];
-    size_t hdr_len;
-    int status;
-    int chunked;
-    long long content_left; /* -1: until close */
-
-    int ch_state;
-    unsigned long long ch_left;
+    http_resp_t resp;
 
     /* SSE line assembly */
     char *line;
@@ -291,12 +283,7 @@ conn_open(conn_t *c)
 static void
 conn_reset_parser(conn_t *c)
 {
-    c->hdr_len = 0;
-    c->status = 0;
-    c->chunked = 0;
-    c->content_left = -1;
-    c->ch_state = CH_SIZE;
-    c->ch_left = 0;
+    http_resp_reset(&c->resp);
     c->line_len = 0;
     c->line_cr = 0;
     c->ev_id[0] = '\0';
@@ -472,12 +459,17 @@ sse_line(conn_t *c, char *line, size_t len)
     }
 }
 
-/* SSE bytes after de-chunking: split into lines (LF, CRLF or CR). */
-static void
-sse_bytes(conn_t *c, const char *p, size_t n)
+/* SSE bytes after de-chunking: split into lines (LF, CRLF or CR). Returns
+ * non-zero when an event made the subscriber drop the stream. */
+static int
+sse_body(void *ctx, const char *p, size_t n)
 {
+    conn_t *c = ctx;
     size_t i;
 
+    if (c->kind != CONN_SUB || c->fd < 0) {
+        return c->fd < 0;
+    }
     for (i = 0; i < n; i++) {
         char ch = p[i];
 
@@ -491,7 +483,7 @@ sse_bytes(conn_t *c, const char *p, size_t n)
             sse_line(c, c->line, c->line_len);
             c->line_len = 0;
             if (c->fd < 0) {
-                return; /* the event made us drop the stream */
+                return 1; /* the event made us drop the stream */
             }
             continue;
         }
@@ -499,6 +491,7 @@ sse_bytes(conn_t *c, const char *p, size_t n)
             c->line[c->line_len++] = ch;
         }
     }
+    return 0;
 }
 
 /* --- publishers ----------------------------------------------------------- */
@@ -570,7 +563,7 @@ pub_done(conn_t *c)
     long long t = now_us();
 
     pub_inflight--;
-    if (c->status >= 200 && c->status < 300) {
+    if (c->resp.status >= 200 && c->resp.status < 300) {
         acked++;
         hist_add(ack_hist, &ack_overflow, &ack_count, t - c->pub_sent_us);
     } else {
@@ -581,135 +574,12 @@ pub_done(conn_t *c)
     ep_mod(c, EPOLLIN);
 }
 
-/* --- HTTP response parsing (both kinds) ----------------------------------- */
-
-static void
-body_bytes(conn_t *c, const char *p, size_t n)
-{
-    if (c->kind == CONN_SUB) {
-        sse_bytes(c, p, n);
-    }
-}
-
-/* Returns 1 when a (publisher) response body is complete. */
-static int
-dechunk(conn_t *c, const char *p, size_t n, size_t *used)
-{
-    size_t i = 0;
-
-    while (i < n) {
-        char ch = p[i];
-
-        switch (c->ch_state) {
-        case CH_SIZE:
-            if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')
-                || (ch >= 'A' && ch <= 'F'))
-            {
-                int d = ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
-
-                c->ch_left = c->ch_left * 16 + (unsigned) d;
-            } else if (ch == '\r') {
-                c->ch_state = CH_SIZE_LF;
-            } else {
-                c->ch_state = CH_EXT;
-            }
-            i++;
-            break;
-        case CH_EXT:
-            if (ch == '\r') {
-                c->ch_state = CH_SIZE_LF;
-            }
-            i++;
-            break;
-        case CH_SIZE_LF:
-            i++;
-            c->ch_state = c->ch_left ? CH_DATA : CH_TRAILER;
-            c->hdr_len = 0;
-            break;
-        case CH_DATA: {
-            size_t take = n - i;
-
-            if (take > c->ch_left) {
-                take = (size_t) c->ch_left;
-            }
-            body_bytes(c, p + i, take);
-            if (c->fd < 0) {
-                return 0;
-            }
-            i += take;
-            c->ch_left -= take;
-            if (c->ch_left == 0) {
-                c->ch_state = CH_DATA_CR;
-            }
-            break;
-        }
-        case CH_DATA_CR:
-            i++;
-            c->ch_state = CH_DATA_LF;
-            break;
-        case CH_DATA_LF:
-            i++;
-            c->ch_state = CH_SIZE;
-            break;
-        case CH_TRAILER:
-            /* count bytes of the current trailer line in hdr_len */
-            i++;
-            if (ch == '\n') {
-                if (c->hdr_len == 0) {
-                    c->ch_state = CH_DONE;
-                    *used = i;
-                    return 1;
-                }
-                c->hdr_len = 0;
-            } else if (ch != '\r') {
-                c->hdr_len++;
-            }
-            break;
-        default:
-            *used = n;
-            return 1;
-        }
-    }
-    *used = i;
-    return 0;
-}
-
-static int
-parse_headers(conn_t *c)
-{
-    char *end, *line, *next;
-
-    end = memmem(c->hdr, c->hdr_len, "\r\n\r\n", 4);
-    if (end == NULL) {
-        return 0;
-    }
-    *end = '\0';
-    if (sscanf(c->hdr, "HTTP/1.%*d %d", &c->status) != 1) {
-        c->status = 999;
-    }
-    for (line = strstr(c->hdr, "\r\n"); line != NULL; line = next) {
-        line += 2;
-        next = strstr(line, "\r\n");
-        if (next != NULL) {
-            *next = '\0';
-        }
-        if (strncasecmp(line, "transfer-encoding:", 18) == 0
-            && strcasestr(line, "chunked") != NULL)
-        {
-            c->chunked = 1;
-        } else if (strncasecmp(line, "content-length:", 15) == 0) {
-            c->content_left = atoll(line + 15);
-        }
-    }
-    return (int) (end - c->hdr) + 4;
-}
-
 static void
 on_readable(conn_t *c)
 {
     static char buf[65536];
     ssize_t n;
-    size_t off, used = 0;
+    size_t off;
 
     for (;;) {
         n = read(c->fd, buf, sizeof(buf));
@@ -719,9 +589,7 @@ on_readable(conn_t *c)
         if (n <= 0) {
             if (c->kind == CONN_SUB) {
                 stream_ends++;
-                if (c->state == ST_HEADERS || c->state == ST_CONNECTING
-                    || c->state == ST_SENDING)
-                {
+                if (!c->resp.in_body) {
                     c->sub->http_errors++;
                     sub_http_errors++;
                 }
@@ -741,69 +609,29 @@ on_readable(conn_t *c)
             }
             return;
         }
-        off = 0;
-        if (c->state == ST_HEADERS) {
-            size_t take = (size_t) n;
-            int hlen;
+        for (off = 0; off < (size_t) n; ) {
+            int had_headers = c->resp.in_body;
 
-            if (take > HDR_MAX - 1 - c->hdr_len) {
-                take = HDR_MAX - 1 - c->hdr_len;
+            off += http_resp_feed(&c->resp, buf + off, (size_t) n - off,
+                                  sse_body, c);
+            if (c->fd < 0) {
+                return;
             }
-            memcpy(c->hdr + c->hdr_len, buf, take);
-            c->hdr_len += take;
-            hlen = parse_headers(c);
-            if (hlen == 0) {
-                if (c->hdr_len >= HDR_MAX - 1) {
-                    c->status = 999;
-                    hlen = (int) c->hdr_len;
-                } else {
-                    continue;
-                }
-            }
-            off = take - (c->hdr_len - (size_t) hlen);
-            c->hdr_len = 0;
-            c->state = ST_BODY;
-            if (c->kind == CONN_SUB) {
+            if (!had_headers && c->resp.in_body && c->kind == CONN_SUB) {
                 sub_unpend(c->sub);
-                if (c->status != 200) {
+                if (c->resp.status != 200) {
                     c->sub->http_errors++;
                     sub_http_errors++;
                     sub_schedule_reconnect(c->sub, 200000);
                     return;
                 }
                 c->sub->ready = 1;
-            } else if (!c->chunked && c->content_left == 0) {
-                pub_done(c);
-                return;
             }
-        }
-        while (off < (size_t) n && c->state == ST_BODY) {
-            const char *p = buf + off;
-            size_t len = (size_t) n - off;
-
-            if (c->chunked) {
-                if (dechunk(c, p, len, &used) && c->kind == CONN_PUB) {
+            if (c->resp.done) {
+                if (c->kind == CONN_PUB && c->state == ST_HEADERS) {
                     pub_done(c);
                 }
-                if (c->fd < 0) {
-                    return;
-                }
-                off += used;
-                continue;
-            }
-            if (c->content_left >= 0 && (long long) len > c->content_left) {
-                len = (size_t) c->content_left;
-            }
-            body_bytes(c, p, len);
-            if (c->fd < 0) {
-                return;
-            }
-            off += len;
-            if (c->content_left >= 0) {
-                c->content_left -= (long long) len;
-                if (c->content_left == 0 && c->kind == CONN_PUB) {
-                    pub_done(c);
-                }
+                break; /* a subscriber's stream ended: EOF follows */
             }
         }
     }
