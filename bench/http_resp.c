@@ -21,6 +21,7 @@ http_resp_reset(http_resp_t *r)
     r->done = 0;
     r->status = 0;
     r->chunked = 0;
+    r->event_stream = 0;
     r->content_left = -1;
     r->ch_state = CH_SIZE;
     r->ch_left = 0;
@@ -45,6 +46,10 @@ parse_header_block(http_resp_t *r)
             && strcasestr(line, "chunked") != NULL)
         {
             r->chunked = 1;
+        } else if (strncasecmp(line, "content-type:", 13) == 0
+                   && strcasestr(line, "text/event-stream") != NULL)
+        {
+            r->event_stream = 1;
         } else if (strncasecmp(line, "content-length:", 15) == 0) {
             r->content_left = atoll(line + 15);
         }

@@ -21,6 +21,7 @@ typedef struct {
     int                 done;          /* body complete */
     int                 status;        /* 999: unparsable response */
     int                 chunked;
+    int                 event_stream;  /* Content-Type: text/event-stream */
     long long           content_left;  /* -1: until the connection closes */
     int                 ch_state;
     unsigned long long  ch_left;

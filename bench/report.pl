@@ -13,7 +13,8 @@ use JSON::PP;
 
 my ($file, @kv) = @ARGV;
 my %meta = map { split /=/, $_, 2 } @kv;
-my (%runs, %seen);    # $runs{bench}{system}{round} = decoded json
+my %runs;        # $runs{bench}{system}{round} = decoded json
+my %failures;    # "system, bench: error" => count, listed at the end
 
 open my $fh, '<', $file or die "$file: $!";
 while (my $line = <$fh>) {
@@ -86,10 +87,24 @@ sub sum_of {
 sub failed_rounds {
     my ($bench, $sys) = @_;
     my $r = $runs{$bench}{$sys} or return 0;
-    return scalar grep { $_->{failed} } values %$r;
+    my @f = grep { $_->{failed} } values %$r;
+    $failures{"$label{$sys}, $bench: $_->{error}"}++
+        for grep { $_->{error} } @f;
+    return scalar @f;
 }
 
 sub have { my ($bench) = @_; return exists $runs{$bench} }
+
+# a run of this benchmark that did not fail (for its parameters)
+sub sample_run {
+    my ($bench) = @_;
+    for my $sys (qw(nchan plain mom)) {
+        for my $d (values %{ $runs{$bench}{$sys} // {} }) {
+            return $d unless $d->{failed};
+        }
+    }
+    return {};
+}
 
 sub systems_of {
     my ($bench) = @_;
@@ -211,7 +226,7 @@ if (@sse) {
     for my $b (@sse) {
         my (undef, $s, $mode) = split /-/, $b;
         for my $sys (systems_of($b)) {
-            my $any = (values %{ $runs{$b}{$sys} })[0];
+            my $any = sample_run($b);
             my $how = $mode eq 'rate'
                 ? num($any->{rate}) . " msg/s x " . num($any->{messages})
                 : "full speed x " . num($any->{messages});
@@ -241,7 +256,7 @@ if (have('late')) {
         "| misses | dups |\n";
     print "|---|---:|---:|---:|---:|---:|---:|\n";
     for my $sys (systems_of('late')) {
-        my $any = (values %{ $runs{late}{$sys} })[0];
+        my $any = sample_run('late');
         my $fail = failed_rounds('late', $sys);
         printf "| %s | %s | %s | %s | %s | %s | %s |\n",
             $label{$sys} . ($fail ? " ($fail failed)" : ''),
@@ -266,10 +281,15 @@ if (have('soak')) {
         my ($w, $e) = @{$d}{qw(wrk sse)};
         printf "Load: wrk publishing to 1,000 topics (10 connections): %s ",
             num($good_rps->($w) // 0);
-        printf "msgs/s; 100 SSE subscribers on one topic at %s msg/s: ",
-            num($e->{rate});
-        printf "%s events/s delivered, %s misses.\n\n",
-            num($e->{delivered_per_s}), num($e->{misses});
+        if ($e->{failed}) {
+            printf "msgs/s; the 100 SSE subscribers failed: %s.\n\n",
+                $e->{error} // 'see the log';
+        } else {
+            printf "msgs/s; 100 SSE subscribers on one topic at %s msg/s: ",
+                num($e->{rate});
+            printf "%s events/s delivered, %s misses.\n\n",
+                num($e->{delivered_per_s}), num($e->{misses});
+        }
         print "| node | seconds | samples | RSS first MiB | last MiB ",
             "| max MiB |\n|---:|---:|---:|---:|---:|---:|\n";
         for my $n (@{ $d->{nodes} }) {
@@ -279,4 +299,10 @@ if (have('soak')) {
         }
         print "\n";
     }
+}
+
+if (%failures) {
+    print "### Failed runs\n\n";
+    print "- $_ (x$failures{$_})\n" for sort keys %failures;
+    print "\n";
 }

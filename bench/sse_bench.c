@@ -625,6 +625,13 @@ on_readable(conn_t *c)
                     sub_schedule_reconnect(c->sub, 200000);
                     return;
                 }
+                if (!c->resp.event_stream) {
+                    /* a server that answers with something else (a JSON
+                     * history, say) never will: stop at once */
+                    printf("{\"failed\":1,\"error\":\"subscribe: 200 "
+                           "without Content-Type text/event-stream\"}\n");
+                    exit(1);
+                }
                 c->sub->ready = 1;
             }
             if (c->resp.done) {
