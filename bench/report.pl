@@ -218,7 +218,7 @@ my @sse = sort { (split /-/, $a)[1] <=> (split /-/, $b)[1] || $b cmp $a }
           grep { /^sse-/ } keys %runs;
 if (@sse) {
     print "### SSE fan-out: one topic, S subscribers, publish-to-receive ",
-        "latency\n\n";
+        "latency ($meta{sse_publishers} publisher connections)\n\n";
     print "| subscribers | publishing | system | published msgs/s ",
         "| delivered events/s | latency p50 ms | p99 ms | misses | dups ",
         "| reconnects | vs nchan (delivered/s) |\n";
