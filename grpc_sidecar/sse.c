@@ -300,7 +300,11 @@ mom_sub_heartbeat(uv_timer_t *t)
 {
     mom_sub_t *sub = t->data;
 
-    mom_sub_send(sub, sub->sse->ping);
+    /* Bytes still queued (a replay page, a burst): the stream is not idle,
+     * and a ping must not count against the subscriber. */
+    if (mom_conn_queued(sub->conn) == 0) {
+        mom_sub_send(sub, sub->sse->ping);
+    }
 }
 
 static void
