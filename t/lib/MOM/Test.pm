@@ -14,7 +14,8 @@ package MOM::Test;
 #   is($r->{status}, 200);
 #   $t->check_logs;                     # a test: no [alert]/[crit]/crash
 #
-# Environment: MOM_BUILD_DIR (default <repo>/build), NGINX (/usr/sbin/nginx),
+# Environment: MOM_BUILD_DIR (default <repo>/build), MOM_MOMD and MOM_MODULE
+# (the binaries, default in MOM_BUILD_DIR), NGINX (/usr/sbin/nginx),
 # MOM_TEST_KEEP=1 keeps the temporary directory, MOM_TEST_VERBOSE=1 diags.
 
 use strict;
@@ -41,8 +42,8 @@ use MOM::Test::SSE;
 our $ROOT  = abs_path(dirname(__FILE__) . '/../../..');
 our $BUILD = $ENV{MOM_BUILD_DIR} // "$ROOT/build";
 our $NGINX = $ENV{NGINX} // '/usr/sbin/nginx';
-our $MOMD  = "$BUILD/momd";
-our $MODULE = "$BUILD/ngx_http_mom_module.so";
+our $MOMD   = $ENV{MOM_MOMD} // "$BUILD/momd";
+our $MODULE = $ENV{MOM_MODULE} // "$BUILD/ngx_http_mom_module.so";
 
 our $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
@@ -654,7 +655,7 @@ sub sse {
     $h{'Last-Event-ID'} = $o{last_event_id} if defined $o{last_event_id};
     return MOM::Test::SSE->new(port => $self->port($o{node}),
                                 path => $path, headers => \%h,
-                                timeout => $o{timeout});
+                                timeout => $o{timeout}, rcvbuf => $o{rcvbuf});
 }
 
 # --- small utilities ---------------------------------------------------------

@@ -22,6 +22,7 @@ use warnings;
 
 use IO::Select;
 use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_RCVBUF sockaddr_in inet_aton);
 use JSON::PP;
 use Time::HiRes qw(time);
 
@@ -33,11 +34,16 @@ sub new {
         buf => '', body => '', events => [], closed => 0,
         chunked => 0, chunk_left => 0, head_done => 0,
     }, $class;
-    $self->{sock} = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                          PeerPort => $o{port},
-                                          Proto => 'tcp')
-        or do { $self->{error} = "connect: $!"; $self->{closed} = 1;
-                return $self };
+    # rcvbuf: a small receive buffer makes a client that stops reading
+    # push back on the server quickly (the slow-subscriber test).
+    my $sock = IO::Socket::INET->new(Proto => 'tcp');
+    setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
+    unless ($sock->connect(sockaddr_in($o{port}, inet_aton('127.0.0.1')))) {
+        $self->{error} = "connect: $!";
+        $self->{closed} = 1;
+        return $self;
+    }
+    $self->{sock} = $sock;
     $self->{sock}->blocking(0);
     $self->{sel} = IO::Select->new($self->{sock});
     my $req = "GET $o{path} HTTP/1.1\r\nHost: 127.0.0.1:$o{port}\r\n";
@@ -55,15 +61,16 @@ sub new {
 sub status  { $_[0]{status} // 599 }
 sub header  { $_[0]{headers}{lc $_[1]} }
 sub headers { $_[0]{headers} // {} }
-sub closed  { $_[0]{closed} }
+sub closed  { $_[0]{closed} || $_[0]{last_chunk} }
 sub error   { $_[0]{error} }
 sub sock    { $_[0]{sock} }
 
 # The body of a non-200 answer (a JSON error), read to its end.
 sub body {
     my ($self, %o) = @_;
-    $self->_pump($o{timeout} // 5) until $self->{closed}
-        || $self->_body_complete;
+    my $deadline = time + ($o{timeout} // 5);
+    $self->_pump($deadline - time)
+        while !$self->closed && !$self->_body_complete && time < $deadline;
     return $self->{body};
 }
 
@@ -149,6 +156,7 @@ sub _decode {
             my $size = hex $1;
             if ($size == 0) {
                 $self->{last_chunk} = 1;
+                $self->{t_closed} //= time;
                 $self->{buf} = '';
                 last;
             }
@@ -199,7 +207,7 @@ sub next_block {
     my ($self, %o) = @_;
     my $deadline = time + ($o{timeout} // 5);
     while (!@{$self->{events}}) {
-        return undef if $self->{closed} || time >= $deadline;
+        return undef if $self->closed || time >= $deadline;
         $self->_pump($deadline - time);
     }
     return shift @{$self->{events}};
@@ -236,8 +244,8 @@ sub skipped { @{$_[0]{skipped} // []} }
 sub wait_closed {
     my ($self, $timeout) = @_;
     my $deadline = time + $timeout;
-    $self->_pump($deadline - time) while !$self->{closed} && time < $deadline;
-    return $self->{closed};
+    $self->_pump($deadline - time) while !$self->closed && time < $deadline;
+    return $self->closed;
 }
 
 sub pending_events { @{$_[0]{events}} }

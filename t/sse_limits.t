@@ -1,0 +1,154 @@
+#!/usr/bin/perl
+
+# How SSE streams end: when the token expires (mom_topic_read_auth on, 3 s
+# tokens) with the final event "token expired"; a subscriber that stops
+# reading is cut off with "subscriber too slow" once momd's sse_buffer is
+# full, and can resume with Last-Event-ID without a gap; momd stopping
+# ends streams ("server shutting down" or a clean close); nginx stopping
+# gracefully does not hang on open streams.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::More;
+use Time::HiRes qw(time sleep);
+use MOM::Test;
+
+my $t = MOM::Test->new(
+    jwt_lifetime   => '3s',
+    location_extra => 'mom_topic_read_auth on; mom_heartbeat 1s;',
+    momd_extra     => 'sse_buffer = 65536',
+);
+our $TODO = $t->todo;
+$t->start;
+
+my $tok = $t->user_token('alice');
+ok($tok, 'logged in');
+is($t->post('/messages/topics', {name => 'x'}, token => $tok)->{status}, 200,
+   'topic created');
+
+# --- token expiry ----------------------------------------------------------
+
+my $s = $t->sse('/messages/messages/topic/x');
+is($s->status, 401, 'read auth on: stream without token -> 401');
+$s->disconnect;
+is($t->get('/messages/messages/topic/x')->{status}, 401,
+   'read auth on: history without token -> 401');
+is($t->get('/messages/topics')->{status}, 401,
+   'read auth on: topic list without token -> 401');
+
+$tok = $t->user_token('alice');       # a fresh 3 s token
+my $t0 = time;
+my $hdr = $t->sse('/messages/messages/topic/x', token => $tok);
+my $qry = $t->sse("/messages/messages/topic/x?token=$tok");
+is($hdr->status, 200, 'stream with token in the header');
+is($qry->status, 200, 'stream with ?token=');
+for my $c ([header => $hdr], [query => $qry]) {
+    my ($how, $ss) = @$c;
+    my $end = $ss->next_data(timeout => 8);
+    is($end && $end->{event}, 'end', "$how: final event when the token expires");
+    is_deeply($end && $end->{json}, {reason => 'token expired'},
+              "$how: reason token expired");
+    my $at = $end ? $end->{t} - $t0 : 99;
+    ok($at > 1.5 && $at < 5, sprintf "$how: ends at expiry (%.1f s)", $at);
+    ok($ss->wait_closed(3), "$how: stream closed");
+    $ss->disconnect;
+}
+
+# --- slow subscriber ---------------------------------------------------------
+
+$tok = $t->user_token('alice');
+my $slow = $t->sse('/messages/messages/topic/x?last_event_id=0',
+                   token => $tok, rcvbuf => 4096);
+is($slow->status, 200, 'slow subscriber connected');
+# ~8 MB through a 64 KiB sse_buffer: far beyond every buffer on the way.
+my $payload = 'p' x 8000;
+my $pub_ok = 1;
+my $last;
+my $pt = user_tokens();
+for my $i (1 .. 1000) {
+    my $r = $t->post('/messages/messages/topic/x',
+                     {content => {i => $i, p => $payload}},
+                     token => $pt->());
+    $pub_ok = 0, last unless $r->{status} == 200;
+    $last = $r->{json}{offset};
+}
+ok($pub_ok, 'publishing is not held up by a slow subscriber');
+
+# Now read: what was buffered, then the final event.
+my @got;
+my $end;
+my $deadline = time + 30;
+while (time < $deadline) {
+    my $ev = $slow->next_data(timeout => $deadline - time) // last;
+    if (($ev->{event} // '') eq 'end') { $end = $ev; last }
+    push @got, $ev;
+}
+is($end && $end->{json} && $end->{json}{reason}, 'subscriber too slow',
+   'cut off with "subscriber too slow"');
+cmp_ok(scalar @got, '<', $last, 'before receiving everything');
+is_deeply(ids(@got), [1 .. scalar @got], 'what it got has no gap');
+ok($slow->wait_closed(5), 'slow stream closed');
+$slow->disconnect;
+
+my $resume_from = @got ? $got[-1]{id} : 0;
+$tok = $t->user_token('alice');
+my $again = $t->sse('/messages/messages/topic/x', token => $tok,
+                    last_event_id => $resume_from);
+my @rest = $again->data_events($last - $resume_from, timeout => 30);
+is_deeply(ids(@rest), [$resume_from + 1 .. $last],
+          'resume with Last-Event-ID: the rest, no gap');
+$again->disconnect;
+
+# --- momd stops under open streams -----------------------------------------
+
+$tok = $t->user_token('alice');
+my @open = map { $t->sse('/messages/messages/topic/x', token => $tok) } 1 .. 5;
+is_deeply([map { $_->status } @open], [(200) x 5], '5 streams open');
+$t->stop_momd;
+my $ended = 0;
+for my $ss (@open) {
+    my $ev;
+    while (defined(my $b = $ss->next_block(timeout => 5))) {
+        $ev = $b if ($b->{event} // '') eq 'end';
+    }
+    $ended++ if $ss->closed;
+    if ($ev) {
+        is_deeply($ev->{json}, {reason => 'server shutting down'},
+                  'final event: server shutting down');
+    }
+    $ss->disconnect;
+}
+is($ended, 5, 'every stream ended when momd stopped');
+ok($t->start_momd, 'momd back');
+
+# --- nginx graceful stop with open streams ---------------------------------
+
+$tok = $t->user_token('alice');
+@open = map { $t->sse('/messages/messages/topic/x', token => $tok) } 1 .. 3;
+my $st0 = time;
+$t->stop_nginx;
+my $took = time - $st0;
+cmp_ok($took, '<', 13, sprintf 'nginx stops within worker_shutdown_timeout'
+       . ' (%.1f s)', $took);
+$_->disconnect for @open;
+ok($t->start_nginx, 'nginx back');
+is($t->get('/messages/topics', token => $tok)->{status}, 200, 'answers');
+
+# Tokens live 3 s here: get a fresh one for each publish batch.
+sub user_tokens {
+    my ($tk, $at) = (undef, 0);
+    return sub {
+        if (time - $at > 1.5) {
+            $tk = $t->user_token('alice');
+            $at = time;
+        }
+        return $tk;
+    };
+}
+
+sub ids { [map { $_->{id} } @_] }
+
+$t->check_logs;
+done_testing;
