@@ -26,7 +26,7 @@ ok($login, 'logged in');
 my ($h) = jwt_parts($login // '');
 is($h->{alg}, 'HS256', 'login token is HS256');
 
-my $now = time;
+my $now = int time;
 my %good = (sub => 'alice', iat => $now, exp => $now + 300);
 
 # status of the protected GET /auth/users with this token (header or query)

@@ -84,7 +84,7 @@ ok($t->start_momd, 'momd started after kill -9');
 all_back('after kill -9 and restart');
 
 is($t->nginx_pid, $nginx_pid, 'same nginx throughout');
-ok(kill(0, $nginx_pid), 'nginx still running');
+ok($nginx_pid && kill(0, $nginx_pid), 'nginx still running');
 
 $t->check_logs;
 done_testing;

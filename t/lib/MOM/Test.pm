@@ -16,7 +16,8 @@ package MOM::Test;
 #
 # Environment: MOM_BUILD_DIR (default <repo>/build), MOM_MOMD and MOM_MODULE
 # (the binaries, default in MOM_BUILD_DIR), NGINX (/usr/sbin/nginx),
-# MOM_TEST_KEEP=1 keeps the temporary directory, MOM_TEST_VERBOSE=1 diags.
+# MOM_TEST_KEEP=1 keeps the temporary directory, MOM_TEST_VERBOSE=1 diags,
+# MOM_TEST_STRICT=1 never marks tests TODO.
 
 use strict;
 use warnings;
@@ -32,7 +33,7 @@ use IO::Socket::INET;
 use IO::Socket::UNIX;
 use JSON::PP;
 use POSIX qw(WNOHANG);
-use Socket qw(SOCK_STREAM);
+use Socket qw(SOCK_STREAM IPPROTO_TCP TCP_NODELAY);
 use Test::More ();
 use Time::HiRes qw(time sleep);
 
@@ -48,6 +49,18 @@ our $MODULE = $ENV{MOM_MODULE} // "$BUILD/ngx_http_mom_module.so";
 our $JSON = JSON::PP->new->utf8->canonical->allow_nonref;
 
 my @INSTANCES;
+
+# HTTP::Tiny writes a request's headers and body in two writes: without
+# TCP_NODELAY, Nagle plus the server's delayed ACK cost 40 ms per POST.
+{
+    no warnings 'redefine';
+    my $connect = \&HTTP::Tiny::Handle::connect;
+    *HTTP::Tiny::Handle::connect = sub {
+        my $h = $connect->(@_);
+        setsockopt($h->{fh}, IPPROTO_TCP, TCP_NODELAY, 1);
+        return $h;
+    };
+}
 
 # --- construction ------------------------------------------------------------
 
@@ -113,6 +126,7 @@ sub jwt_private_key { $_[0]{jwt_private_key} }
 # is still the skeleton of the repository (so that the suite can land
 # before them), undef once both exist.
 sub todo {
+    return undef if $ENV{MOM_TEST_STRICT};
     my @absent;
     push @absent, 'momd' unless _source_has("$ROOT/grpc_sidecar",
                                             qr/uv_pipe_bind|uv_listen/);
@@ -461,6 +475,8 @@ sub wait_children {
 }
 
 END {
+    # waitpid sets $?, which is the exit status of the test in END.
+    local $?;
     for my $self (@INSTANCES) {
         next unless $self->{owner} == $$;
         for my $pid (@{$self->{spawned} // []}) {
@@ -497,7 +513,7 @@ sub check_logs {
         }
         my @bad;
         for my $line (split /\n/, read_file_maybe($self->error_log($k))) {
-            next unless $line =~ /\[(alert|emerg|crit)\]|signal \d+/;
+            next unless $line =~ /\[(alert|emerg|crit)\]/;
             next if grep { $line =~ $_ } @allow;
             push @bad, $line;
         }

@@ -22,7 +22,7 @@ use warnings;
 
 use IO::Select;
 use IO::Socket::INET;
-use Socket qw(SOL_SOCKET SO_RCVBUF sockaddr_in inet_aton);
+use Socket qw(SOL_SOCKET SO_RCVBUF pack_sockaddr_in inet_aton);
 use JSON::PP;
 use Time::HiRes qw(time);
 
@@ -38,7 +38,7 @@ sub new {
     # push back on the server quickly (the slow-subscriber test).
     my $sock = IO::Socket::INET->new(Proto => 'tcp');
     setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
-    unless ($sock->connect(sockaddr_in($o{port}, inet_aton('127.0.0.1')))) {
+    unless ($sock->connect(pack_sockaddr_in($o{port}, inet_aton('127.0.0.1')))) {
         $self->{error} = "connect: $!";
         $self->{closed} = 1;
         return $self;
