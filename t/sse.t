@@ -16,13 +16,14 @@ use Time::HiRes qw(time sleep);
 use MOM::Test;
 
 my $t = MOM::Test->new(location_extra => 'mom_heartbeat 1s;');
-our $TODO = $t->todo;
+our $TODO = $t->todo('sse');
 $t->start;
 
 my $tok = $t->user_token('alice');
 ok($tok, 'logged in');
 is($t->post('/messages/topics', {name => 'live'}, token => $tok)->{status},
    200, 'topic created');
+$t->sse_or_stop('/messages/messages/topic/live');
 
 sub publish {
     my ($topic, $content) = @_;

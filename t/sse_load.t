@@ -24,13 +24,14 @@ my $PROCS = 4;
 
 my $t = MOM::Test->new(workers => 2, worker_connections => 4096,
                        synchronous => 'normal');
-our $TODO = $t->todo;
+our $TODO = $t->todo('sse');
 $t->start;
 
 my $tok = $t->user_token('alice');
 ok($tok, 'logged in');
 is($t->post('/messages/topics', {name => 'fan'}, token => $tok)->{status},
    200, 'topic created');
+$t->sse_or_stop('/messages/messages/topic/fan');
 
 my $dir = $t->dir;
 my $port = $t->port;
