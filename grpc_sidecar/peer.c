@@ -585,10 +585,13 @@ peer_client_args(mom_peer *p)
 
     mom_peer_set_int(&a[n++], GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
     mom_peer_set_int(&a[n++], GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, max);
-    /* a restarted peer is found again within a second */
+    /* a restarted peer is found again within a second; the minimum
+     * reconnect backoff is also the connect (TCP + HTTP/2 handshake)
+     * timeout: too small a value fails healthy connections under load */
     mom_peer_set_int(&a[n++], GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    mom_peer_set_int(&a[n++], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
     mom_peer_set_int(&a[n++], GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    mom_peer_set_int(&a[n++], GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+                     PEER_CONNECT_TIMEOUT_MS);
     /* a silently dead peer breaks long streams within keepalive * 1.5 */
     mom_peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIME_MS, p->o.keepalive_ms);
     mom_peer_set_int(&a[n++], GRPC_ARG_KEEPALIVE_TIMEOUT_MS,

@@ -20,6 +20,8 @@
 /* Per-channel cache of registered method paths. */
 #define PEER_REGISTERED_METHODS 8
 #define PEER_MAX_ARGS 12
+/* A connection attempt (TCP and HTTP/2 handshake) may take this long. */
+#define PEER_CONNECT_TIMEOUT_MS 3000
 
 typedef enum {
     PEER_OP_SHUTDOWN,   /* server shutdown notification */
