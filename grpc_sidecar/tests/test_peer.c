@@ -511,6 +511,16 @@ test_peer_down(void **state)
     assert_int_equal(sr.status, GRPC_STATUS_UNAVAILABLE);
     assert_true(now_ms() - t0 < 1000);
 
+    /* an address that cannot be resolved fails fast too */
+    t0 = now_ms();
+    assert_int_equal(mom_peer_call(mom_peer_channel_get(cli, "127.0.0.1:99999"),
+                                   MOM_PEER_PATH_FORWARD, (uint8_t *)"x", 1,
+                                   5000, on_reply, &r),
+                     0);
+    assert_true(run_until(&r.done, 3, 6000));
+    assert_int_equal(r.last_status, GRPC_STATUS_UNAVAILABLE);
+    assert_true(now_ms() - t0 < 1000);
+
     /* the peer comes up on that port: the same channel reaches it soon */
     memset(&s, 0, sizeof(s));
     s.peer = mom_peer_start(&loop, addr, &srv_handlers, &s, NULL);
