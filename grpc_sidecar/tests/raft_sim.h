@@ -22,6 +22,8 @@
 
 #include <sqlite3.h>
 
+#include "raft_codec.h"
+#include "raft_codec.h"
 #include "raft_group.h"
 
 #define SIM_MAX_NODES 5
@@ -78,6 +80,7 @@ struct sim_s {
     uint64_t order;
     uint64_t rng;
     uint64_t delivered, dropped;
+    uint64_t checked; /* messages checked by sim_check_durable() */
 };
 
 static uint64_t
@@ -175,6 +178,68 @@ sm_set_applied(sim_node_t *n, uint32_t group, uint64_t index)
     sqlite3_reset(n->st_applied_set);
 }
 
+static uint64_t
+sim_query(sim_node_t *n, const char *sql, uint32_t group)
+{
+    sqlite3_stmt *st;
+    uint64_t v = 0;
+
+    assert_int_equal(sqlite3_prepare_v2(n->db, sql, -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, (int)group);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        v = (uint64_t)sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return v;
+}
+
+/*
+ * The durability order, checked on every message that leaves a node: a
+ * granted vote and a candidate's request are in SQLite (term and vote), and
+ * an acknowledged entry is in the log or in the snapshot.
+ */
+static void
+sim_check_durable(sim_node_t *n, uint32_t group, uint64_t to,
+                  const uint8_t *buf, size_t len)
+{
+    struct raft_message m;
+    uint64_t term, vote, last, snap;
+
+    assert_int_equal(mom_raft_decode(buf, len, &m), 0);
+    term = sim_query(n, "SELECT term FROM raft_state WHERE grp = ?1", group);
+    vote = sim_query(n, "SELECT vote FROM raft_state WHERE grp = ?1", group);
+    n->sim->checked++;
+    switch (m.type) {
+    case RAFT_REQUEST_VOTE:
+        if (!m.request_vote.pre_vote) {
+            assert_true(term >= m.request_vote.term);
+            assert_true(term > m.request_vote.term || vote == n->id);
+        }
+        break;
+    case RAFT_REQUEST_VOTE_RESULT:
+        if (m.request_vote_result.vote_granted &&
+            !m.request_vote_result.pre_vote) {
+            assert_true(term >= m.request_vote_result.term);
+            assert_true(term > m.request_vote_result.term || vote == to);
+        }
+        break;
+    case RAFT_APPEND_ENTRIES_RESULT:
+        assert_true(term >= m.append_entries_result.term);
+        if (m.append_entries_result.rejected == 0) {
+            last = sim_query(n, "SELECT MAX(idx) FROM raft_log WHERE grp = ?1",
+                             group);
+            snap = sim_query(n, "SELECT idx FROM raft_snapshot WHERE grp = ?1",
+                             group);
+            assert_true(last >= m.append_entries_result.last_log_index ||
+                        snap >= m.append_entries_result.last_log_index);
+        }
+        break;
+    default:
+        break;
+    }
+    mom_raft_message_release(&m);
+}
+
 static void
 cb_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf, size_t len)
 {
@@ -184,6 +249,7 @@ cb_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf, size_t len)
     uint64_t at;
 
     assert_true(to >= 1 && to <= s->n && to != n->id);
+    sim_check_durable(n, group, to, buf, len);
     if (s->cut[n->id][to] ||
         (s->loss_pct > 0 && sim_rand(s) % 100 < s->loss_pct)) {
         s->dropped++;

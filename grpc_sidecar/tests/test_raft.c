@@ -101,7 +101,7 @@ static void
 elects_leader(unsigned nodes)
 {
     sim_t s;
-    uint64_t l, id;
+    uint64_t l, id, held = 0;
     unsigned i;
 
     sim_init(&s, nodes, 1, nodes);
@@ -112,7 +112,11 @@ elects_leader(unsigned nodes)
     for (i = 0; i < nodes; i++) {
         assert_int_equal(mom_raft_leader(s.nodes[i].raft, 0, &id), i + 1 == l);
         assert_int_equal(id, l);
+        held += mom_raft_stats(s.nodes[i].raft)->messages_held;
     }
+    /* Votes waited for their flush; every message was checked for it. */
+    assert_true(held > 0);
+    assert_true(s.checked > 0);
     sim_destroy(&s);
 }
 
