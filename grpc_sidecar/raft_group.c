@@ -34,6 +34,7 @@ mom_raft_options_default(mom_raft_options_t *o)
     o->snapshot_threshold = 1024;
     o->snapshot_trailing = 128;
     o->max_inflight_entries = 1024;
+    o->max_message_bytes = 1024 * 1024;
     o->pre_vote = 1;
 }
 
@@ -515,12 +516,16 @@ mom_raft_receive(mom_raft_t *m, uint32_t group, uint64_t from,
         term = msg.install_snapshot.term;
     }
     /*
-     * Two leaders in one term is a protocol violation that the release
-     * build of libraft would not survive (it asserts, then writes follower
-     * state over its leader state): drop such a message.
+     * Dropped here: AppendEntries/InstallSnapshot of our own term sent to a
+     * leader (two leaders in one term: the release build of libraft would
+     * write follower state over its leader state), and an InstallSnapshot
+     * while one is installed (libraft 0.22.1 would neither take nor free
+     * it; the leader retries).
      */
-    if (term != 0 && term == raft_current_term(&g->raft) &&
-        raft_state(&g->raft) == RAFT_LEADER) {
+    if ((term != 0 && term == raft_current_term(&g->raft) &&
+         raft_state(&g->raft) == RAFT_LEADER) ||
+        (msg.type == RAFT_INSTALL_SNAPSHOT &&
+         (g->raft.snapshot.installing || g->installing))) {
         mom_raft_message_release(&msg);
         m->stats.bad_messages++;
         return MOM_RAFT_BAD_MESSAGE;

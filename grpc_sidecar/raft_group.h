@@ -74,6 +74,9 @@ typedef struct {
     unsigned snapshot_threshold; /* applied entries between snapshots */
     unsigned snapshot_trailing;  /* entries kept behind a snapshot */
     unsigned max_inflight_entries;
+    /* Entry data per AppendEntries message (0: no limit); a single larger
+     * entry still goes alone. Keep it under the transport's frame limit. */
+    size_t max_message_bytes;
     int pre_vote;  /* pre-vote rounds (a rejoining node does not disrupt) */
     uint64_t seed; /* mixed with node and group ids for election timers */
 } mom_raft_options_t;
@@ -92,7 +95,8 @@ typedef struct {
 } mom_raft_stats_t;
 
 /* Defaults: 1000/100 ms timeouts, 30 s install, snapshot every 1024 applied
- * entries keeping 128, 1024 entries in flight, pre-vote on. */
+ * entries keeping 128, 1024 entries in flight, 1 MiB of entries per
+ * AppendEntries message, pre-vote on. */
 void mom_raft_options_default(mom_raft_options_t *o);
 
 /* Creates the raft tables in db (owned by the caller, which must not hold a

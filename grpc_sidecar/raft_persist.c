@@ -213,6 +213,54 @@ deliver(mom_raft_group_t *g, uint64_t to, const uint8_t *buf, size_t len)
     g->m->stats.messages_held++;
 }
 
+static void
+encode_deliver(mom_raft_group_t *g, const struct raft_message *msg,
+               const struct raft_buffer *conf)
+{
+    uint8_t *buf;
+    size_t len;
+
+    if (mom_raft_encode(msg, conf, &buf, &len) == 0) {
+        deliver(g, msg->server_id, buf, len);
+        free(buf);
+    } else {
+        g->m->stats.messages_dropped++;
+    }
+}
+
+/*
+ * libraft sizes AppendEntries by count (up to max_inflight_entries): send
+ * entries whose data exceeds max_message_bytes as consecutive messages,
+ * each anchored on the last entry of the previous one. They arrive in order
+ * (per-destination order) and each is acknowledged on its own.
+ */
+static void
+send_entries(mom_raft_group_t *g, const struct raft_message *msg)
+{
+    const struct raft_append_entries *ae = &msg->append_entries;
+    struct raft_message piece = *msg;
+    size_t budget = g->m->opt.max_message_bytes, bytes;
+    unsigned i = 0, n;
+
+    while (i < ae->n_entries) {
+        bytes = 0;
+        for (n = 0; i + n < ae->n_entries; n++) {
+            if (n > 0 && budget > 0 &&
+                bytes + ae->entries[i + n].buf.len > budget) {
+                break;
+            }
+            bytes += ae->entries[i + n].buf.len;
+        }
+        piece.append_entries.entries = ae->entries + i;
+        piece.append_entries.n_entries = n;
+        piece.append_entries.prev_log_index = ae->prev_log_index + i;
+        piece.append_entries.prev_log_term =
+            i == 0 ? ae->prev_log_term : ae->entries[i - 1].term;
+        encode_deliver(g, &piece, NULL);
+        i += n;
+    }
+}
+
 void
 mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
 {
@@ -220,8 +268,6 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
     struct raft_buffer conf = {NULL, 0};
     mom_raft_snapshot_row_t row;
     fill_ctx_t f;
-    uint8_t *buf;
-    size_t len;
     int ok = 1;
 
     memset(&f, 0, sizeof f);
@@ -238,11 +284,13 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
         out.install_snapshot.data.base = row.data;
         out.install_snapshot.data.len = row.data_len;
     }
-    if (ok && mom_raft_encode(&out, &conf, &buf, &len) == 0) {
-        deliver(g, msg->server_id, buf, len);
-        free(buf);
-    } else {
+    if (!ok) {
         g->m->stats.messages_dropped++;
+    } else if (out.type == RAFT_APPEND_ENTRIES &&
+               out.append_entries.n_entries) {
+        send_entries(g, &out);
+    } else {
+        encode_deliver(g, &out, &conf);
     }
     free(f.entries);
     free(f.data);

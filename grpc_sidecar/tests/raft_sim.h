@@ -81,6 +81,7 @@ struct sim_s {
     uint64_t rng;
     uint64_t delivered, dropped;
     uint64_t checked; /* messages checked by sim_check_durable() */
+    size_t max_len;   /* largest message sent */
 };
 
 static uint64_t
@@ -250,6 +251,9 @@ cb_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf, size_t len)
 
     assert_true(to >= 1 && to <= s->n && to != n->id);
     sim_check_durable(n, group, to, buf, len);
+    if (len > s->max_len) {
+        s->max_len = len;
+    }
     if (s->cut[n->id][to] ||
         (s->loss_pct > 0 && sim_rand(s) % 100 < s->loss_pct)) {
         s->dropped++;

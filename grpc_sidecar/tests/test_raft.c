@@ -471,6 +471,35 @@ test_lossy_network(void **state)
 }
 
 static void
+test_appendentries_split_by_bytes(void **state)
+{
+    sim_t s;
+    size_t n = 300;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l, f;
+    unsigned k;
+
+    (void)state;
+    sim_init(&s, 3, 1, 91);
+    s.opt.max_message_bytes = 40; /* two 16-byte commands per message */
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    f = other_than(&s, l, 0);
+    sim_crash(&s, f); /* then it catches up with long AppendEntries */
+    submit_all(&s, l, r, n, 100, 2);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    sim_restart(&s, f);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    assert_true(s.max_len < 200);
+    for (k = 0; k < 3; k++) {
+        assert_int_equal(mom_raft_stats(s.nodes[k].raft)->messages_dropped, 0);
+    }
+    free(r);
+    sim_destroy(&s);
+}
+
+static void
 test_membership_add_voter(void **state)
 {
     sim_t s;
@@ -526,6 +555,7 @@ main(void)
         cmocka_unit_test(test_aborted_on_leadership_loss),
         cmocka_unit_test(test_whole_cluster_restart),
         cmocka_unit_test(test_lossy_network),
+        cmocka_unit_test(test_appendentries_split_by_bytes),
         cmocka_unit_test(test_membership_add_voter),
     };
 
