@@ -97,7 +97,8 @@ momd: $(MOMD)
 
 # --- C unit tests (cmocka), under AddressSanitizer and UBSan -----------------
 
-$(BUILD)/tests/%: grpc_sidecar/tests/%.c $(MOMD_SRCS) $(MOMD_HDRS) $(GEN_SRCS)
+$(BUILD)/tests/%: grpc_sidecar/tests/%.c $(MOMD_SRCS) $(MOMD_HDRS) \
+                $(wildcard grpc_sidecar/tests/*.h) $(GEN_SRCS)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 $(SAN_FLAGS) $(WARN) -D_GNU_SOURCE -Igrpc_sidecar \
 	    -I$(GEN) $(CFLAGS_PKG) -o $@ $< $(MOMD_SRCS) $(GEN_SRCS) \

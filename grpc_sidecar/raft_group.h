@@ -44,7 +44,8 @@ typedef struct {
                  size_t len);
     /* A committed command, in index order, once per index: also after a
      * restart for entries above applied_index(). Runs inside the flush
-     * transaction; the callee writes its effect and its applied index there.
+     * transaction; the callee writes its effect and its applied index there
+     * (deterministically; it cannot fail). buf may be NULL when len is 0.
      * cookie: the submitter's cookie if this node submitted it and still
      * waits, else NULL. The transaction is durable when mom_raft_flush()
      * returns: answer clients after that. */
@@ -58,8 +59,10 @@ typedef struct {
     void (*aborted)(void *ctx, void *cookie);
     void (*role_changed)(void *ctx, uint32_t group, int is_leader,
                          uint64_t leader_id);
-    /* Serialize the group's state machine into a malloc()ed buffer (the
-     * driver frees it); runs inside the flush transaction. 0 on success. */
+    /* Serialize the group's committed state machine into a malloc()ed
+     * buffer (the driver frees it). Called only when a lagging follower
+     * needs a snapshot, outside any transaction (snapshots are lazy: log
+     * compaction records metadata only). 0 on success. */
     int (*snapshot_take)(void *ctx, uint32_t group, uint8_t **buf, size_t *len);
     /* Replace the group's state machine with a snapshot taken at `index`
      * and set its applied index to `index`; inside the flush transaction. */
@@ -86,7 +89,8 @@ typedef struct {
     uint64_t group_writes;        /* groups with writes, summed over flushes */
     uint64_t entries_written;     /* log entries written */
     uint64_t entries_applied;     /* commands given to apply() */
-    uint64_t snapshots_taken;     /* by this node */
+    uint64_t snapshots_taken;     /* compactions: metadata + log cut */
+    uint64_t snapshots_sent;      /* state machines serialized for a follower */
     uint64_t snapshots_installed; /* received from a leader */
     uint64_t messages_sent;
     uint64_t messages_held;    /* sent only after a term/vote was durable */

@@ -261,28 +261,60 @@ send_entries(mom_raft_group_t *g, const struct raft_message *msg)
     }
 }
 
+/*
+ * Lazy snapshots: the state machine is serialized only now that a follower
+ * needs it, at our applied index, which is at or past the snapshot index
+ * raft asks for (libraft accepts a newer one, as its legacy layer does:
+ * the follower acknowledges the index it installed).
+ */
+static int
+snapshot_serialize(mom_raft_group_t *g, struct raft_message *out,
+                   struct raft_buffer *conf)
+{
+    mom_raft_t *m = g->m;
+    uint8_t *data = NULL;
+    size_t len = 0;
+
+    /* The state machine's committed state is the state at `applied` (its
+     * own index counts commands only, so it may be lower), unless it is
+     * ahead of us: after a restart, until the commit index catches up. */
+    if (g->conf == NULL || g->applied < out->install_snapshot.last_index ||
+        m->cb.applied_index(m->cb.ctx, g->id) > g->applied) {
+        return -1;
+    }
+    if (m->cb.snapshot_take(m->cb.ctx, g->id, &data, &len) != 0) {
+        fprintf(stderr, "momd: raft group %" PRIu32 ": snapshot failed\n",
+                g->id);
+        free(data);
+        return -1;
+    }
+    out->install_snapshot.last_index = g->applied;
+    out->install_snapshot.last_term = g->applied_term;
+    out->install_snapshot.conf_index = g->conf_index;
+    out->install_snapshot.data.base = data;
+    out->install_snapshot.data.len = len;
+    conf->base = g->conf;
+    conf->len = g->conf_len;
+    m->stats.snapshots_sent++;
+    return 0;
+}
+
 void
 mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
 {
     struct raft_message out = *msg;
     struct raft_buffer conf = {NULL, 0};
-    mom_raft_snapshot_row_t row;
     fill_ctx_t f;
     int ok = 1;
 
     memset(&f, 0, sizeof f);
-    memset(&row, 0, sizeof row);
+    out.install_snapshot.data.base = NULL;
     if (msg->type == RAFT_APPEND_ENTRIES && msg->append_entries.n_entries) {
         ok = log_fill(g, msg->append_entries.prev_log_index + 1,
                       msg->append_entries.n_entries, &f) == 0;
         out.append_entries.entries = f.entries;
     } else if (msg->type == RAFT_INSTALL_SNAPSHOT) {
-        ok = mom_raft_store_load_snapshot(g->m->store, g->id, 1, &row) &&
-             row.index == msg->install_snapshot.last_index;
-        conf.base = row.conf;
-        conf.len = row.conf_len;
-        out.install_snapshot.data.base = row.data;
-        out.install_snapshot.data.len = row.data_len;
+        ok = snapshot_serialize(g, &out, &conf) == 0;
     }
     if (!ok) {
         g->m->stats.messages_dropped++;
@@ -294,7 +326,9 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
     }
     free(f.entries);
     free(f.data);
-    mom_raft_snapshot_row_free(&row);
+    if (out.type == RAFT_INSTALL_SNAPSHOT) {
+        free(out.install_snapshot.data.base);
+    }
 }
 
 /* --- flush: write --------------------------------------------------------- */
@@ -344,12 +378,10 @@ install_write(mom_raft_group_t *g)
     row.conf_index = meta->configuration_index;
     row.conf = conf.base;
     row.conf_len = conf.len;
-    row.data = g->install_data.base;
-    row.data_len = g->install_data.len;
     mom_raft_store_truncate(m->store, g->id, 0);
     mom_raft_store_save_snapshot(m->store, g->id, &row);
-    if (m->cb.snapshot_restore(m->cb.ctx, g->id, row.data, row.data_len,
-                               row.index) != 0) {
+    if (m->cb.snapshot_restore(m->cb.ctx, g->id, g->install_data.base,
+                               g->install_data.len, row.index) != 0) {
         fprintf(stderr,
                 "momd: raft group %" PRIu32 ": snapshot restore failed\n",
                 g->id);
@@ -464,26 +496,20 @@ apply_entry(void *arg, uint64_t index, uint64_t term, int type,
     return 0;
 }
 
-/* Serializes the state machine at `applied` and compacts the log behind it. */
+/*
+ * A snapshot at `applied`: its metadata (the data is the state machine
+ * itself, in this database) and the log compacted behind it.
+ */
 static void
 snapshot_take(mom_raft_group_t *g)
 {
     mom_raft_t *m = g->m;
     mom_raft_snapshot_row_t row;
     struct raft_buffer conf = {g->conf, g->conf_len};
-    uint8_t *data = NULL;
-    size_t len = 0;
 
-    if (m->cb.snapshot_take(m->cb.ctx, g->id, &data, &len) != 0) {
-        fprintf(stderr, "momd: raft group %" PRIu32 ": snapshot failed\n",
-                g->id);
-        free(data);
-        return;
-    }
     raft_configuration_init(&g->snap_meta.configuration);
     if (raft_configuration_decode(&conf, &g->snap_meta.configuration) != 0) {
         raft_configuration_close(&g->snap_meta.configuration);
-        free(data);
         return;
     }
     row.index = g->applied;
@@ -491,14 +517,11 @@ snapshot_take(mom_raft_group_t *g)
     row.conf_index = g->conf_index;
     row.conf = g->conf;
     row.conf_len = g->conf_len;
-    row.data = data;
-    row.data_len = len;
     mom_raft_store_save_snapshot(m->store, g->id, &row);
     if (g->applied > m->opt.snapshot_trailing) {
         mom_raft_store_compact(m->store, g->id,
                                g->applied - m->opt.snapshot_trailing);
     }
-    free(data);
     g->snap_meta.index = g->applied;
     g->snap_meta.term = g->applied_term;
     g->snap_meta.configuration_index = g->conf_index;
@@ -563,7 +586,10 @@ mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms)
         g->installed = 0;
         mom_raft_feed(g, &ev, now_ms);
     }
-    if (g->snap_taken) {
+    if (g->snap_taken && g->raft.snapshot.installing) {
+        g->snap_taken = 0; /* never after an install started */
+        raft_configuration_close(&g->snap_meta.configuration);
+    } else if (g->snap_taken) {
         g->snap_taken = 0;
         memset(&ev, 0, sizeof ev);
         ev.type = RAFT_SNAPSHOT;

@@ -97,28 +97,6 @@ bootstrap(mom_raft_group_t *g, const uint64_t *voters, unsigned n_voters)
     return 0;
 }
 
-/* The state machine lost its state behind our snapshot: give it back. */
-static void
-restore_state_machine(mom_raft_group_t *g)
-{
-    mom_raft_t *m = g->m;
-    mom_raft_snapshot_row_t row;
-
-    if (!mom_raft_store_load_snapshot(m->store, g->id, 1, &row)) {
-        return;
-    }
-    mom_raft_store_begin(m->store);
-    if (m->cb.snapshot_restore(m->cb.ctx, g->id, row.data, row.data_len,
-                               row.index) != 0) {
-        fprintf(stderr,
-                "momd: raft group %" PRIu32 ": snapshot restore failed\n",
-                g->id);
-        abort();
-    }
-    mom_raft_store_commit(m->store);
-    mom_raft_snapshot_row_free(&row);
-}
-
 static struct raft_snapshot_metadata *
 start_metadata(const mom_raft_snapshot_row_t *row)
 {
@@ -148,14 +126,18 @@ mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
     int has_state, has_snap;
 
     memset(&log, 0, sizeof log);
-    has_state = mom_raft_store_load_state(m->store, g->id, &term, &vote);
-    has_snap = mom_raft_store_load_snapshot(m->store, g->id, 0, &row);
+    has_state =
+        mom_raft_store_load_state(m->store, g->id, &term, &vote, &row) &&
+        term > 0;
+    has_snap = row.index > 0;
     mom_raft_store_read(m->store, g->id, 0, UINT64_MAX, 0, start_entry, &log);
     if (!has_state && !has_snap && log.n == 0 && n_voters > 0) {
         if (bootstrap(g, voters, n_voters) != 0) {
             return -1;
         }
-        has_state = mom_raft_store_load_state(m->store, g->id, &term, &vote);
+        mom_raft_snapshot_row_free(&row);
+        has_state =
+            mom_raft_store_load_state(m->store, g->id, &term, &vote, &row);
         mom_raft_store_read(m->store, g->id, 0, UINT64_MAX, 0, start_entry,
                             &log);
     }
@@ -164,14 +146,15 @@ mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
         (has_snap && log.n > 0 && log.first > row.index + 1) ||
         (!has_snap && log.n > 0 &&
          (log.first != 1 || log.entries[0].type != RAFT_CHANGE))) {
-        fprintf(stderr, "momd: raft group %" PRIu32 ": corrupt storage\n",
-                g->id);
+        fprintf(stderr,
+                "momd: raft group %" PRIu32 ": corrupt storage (hole %d,"
+                " state %d, snapshot %" PRIu64 ", log %" PRIu64 "..%" PRIu64
+                ")\n",
+                g->id, log.hole, has_state, row.index, log.first,
+                log.first + log.n - 1);
         start_log_free(&log);
         mom_raft_snapshot_row_free(&row);
         return -1;
-    }
-    if (has_snap && m->cb.applied_index(m->cb.ctx, g->id) < row.index) {
-        restore_state_machine(g);
     }
 
     memset(ev, 0, sizeof *ev);

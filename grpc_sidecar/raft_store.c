@@ -23,8 +23,6 @@ enum {
     ST_LOG_COMPACT,
     ST_LOG_READ,
     ST_LOG_READ_META,
-    ST_SNAP_GET,
-    ST_SNAP_GET_META,
     ST_SNAP_PUT,
     ST_COUNT
 };
@@ -32,8 +30,10 @@ enum {
 static const char *const store_sql[ST_COUNT] = {
     "BEGIN IMMEDIATE",
     "COMMIT",
-    "SELECT term, vote FROM raft_state WHERE grp = ?1",
-    "INSERT OR REPLACE INTO raft_state(grp, term, vote) VALUES (?1, ?2, ?3)",
+    "SELECT term, vote, snap_idx, snap_term, conf_idx, conf FROM raft_state"
+    " WHERE grp = ?1",
+    "INSERT INTO raft_state(grp, term, vote) VALUES (?1, ?2, ?3)"
+    " ON CONFLICT (grp) DO UPDATE SET term = ?2, vote = ?3",
     "INSERT OR REPLACE INTO raft_log(grp, idx, term, type, data)"
     " VALUES (?1, ?2, ?3, ?4, ?5)",
     "DELETE FROM raft_log WHERE grp = ?1 AND idx >= ?2",
@@ -43,22 +43,21 @@ static const char *const store_sql[ST_COUNT] = {
     /* Only configuration entries need their data at start. */
     "SELECT idx, term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
     " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
-    "SELECT idx, term, conf_idx, conf, data FROM raft_snapshot WHERE grp = ?1",
-    "SELECT idx, term, conf_idx, conf, NULL FROM raft_snapshot WHERE grp = ?1",
-    "INSERT OR REPLACE INTO raft_snapshot(grp, idx, term, conf_idx, conf, data)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    "INSERT INTO raft_state(grp, term, vote, snap_idx, snap_term, conf_idx,"
+    " conf) VALUES (?1, 0, 0, ?2, ?3, ?4, ?5) ON CONFLICT (grp) DO UPDATE"
+    " SET snap_idx = ?2, snap_term = ?3, conf_idx = ?4, conf = ?5",
 };
 
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS raft_state("
-    " grp INTEGER PRIMARY KEY, term INTEGER NOT NULL, vote INTEGER NOT NULL);"
+    " grp INTEGER PRIMARY KEY, term INTEGER NOT NULL, vote INTEGER NOT NULL,"
+    " snap_idx INTEGER NOT NULL DEFAULT 0,"
+    " snap_term INTEGER NOT NULL DEFAULT 0,"
+    " conf_idx INTEGER NOT NULL DEFAULT 0, conf BLOB);"
     "CREATE TABLE IF NOT EXISTS raft_log("
     " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
     " type INTEGER NOT NULL, data BLOB NOT NULL,"
-    " PRIMARY KEY (grp, idx)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS raft_snapshot("
-    " grp INTEGER PRIMARY KEY, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
-    " conf_idx INTEGER NOT NULL, conf BLOB NOT NULL, data BLOB NOT NULL);";
+    " PRIMARY KEY (grp, idx)) WITHOUT ROWID;";
 
 struct mom_raft_store_s {
     sqlite3 *db;
@@ -189,15 +188,22 @@ mom_raft_store_commit(mom_raft_store_t *s)
 
 int
 mom_raft_store_load_state(mom_raft_store_t *s, uint32_t grp, uint64_t *term,
-                          uint64_t *vote)
+                          uint64_t *vote, mom_raft_snapshot_row_t *snapshot)
 {
     sqlite3_stmt *st = s->st[ST_STATE_GET];
     int found = 0;
 
+    memset(snapshot, 0, sizeof *snapshot);
     sqlite3_bind_int64(st, 1, grp);
     if (store_step(s, st) == SQLITE_ROW) {
         *term = (uint64_t)sqlite3_column_int64(st, 0);
         *vote = (uint64_t)sqlite3_column_int64(st, 1);
+        snapshot->index = (uint64_t)sqlite3_column_int64(st, 2);
+        snapshot->term = (uint64_t)sqlite3_column_int64(st, 3);
+        snapshot->conf_index = (uint64_t)sqlite3_column_int64(st, 4);
+        if (snapshot->index > 0) {
+            snapshot->conf = column_dup(st, 5, &snapshot->conf_len);
+        }
         found = 1;
     }
     sqlite3_reset(st);
@@ -274,29 +280,6 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
     return rv;
 }
 
-int
-mom_raft_store_load_snapshot(mom_raft_store_t *s, uint32_t grp, int with_data,
-                             mom_raft_snapshot_row_t *row)
-{
-    sqlite3_stmt *st = s->st[with_data ? ST_SNAP_GET : ST_SNAP_GET_META];
-    int found = 0;
-
-    memset(row, 0, sizeof *row);
-    sqlite3_bind_int64(st, 1, grp);
-    if (store_step(s, st) == SQLITE_ROW) {
-        row->index = (uint64_t)sqlite3_column_int64(st, 0);
-        row->term = (uint64_t)sqlite3_column_int64(st, 1);
-        row->conf_index = (uint64_t)sqlite3_column_int64(st, 2);
-        row->conf = column_dup(st, 3, &row->conf_len);
-        if (with_data) {
-            row->data = column_dup(st, 4, &row->data_len);
-        }
-        found = 1;
-    }
-    sqlite3_reset(st);
-    return found;
-}
-
 void
 mom_raft_store_save_snapshot(mom_raft_store_t *s, uint32_t grp,
                              const mom_raft_snapshot_row_t *row)
@@ -308,7 +291,6 @@ mom_raft_store_save_snapshot(mom_raft_store_t *s, uint32_t grp,
     sqlite3_bind_int64(st, 3, (sqlite3_int64)row->term);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)row->conf_index);
     bind_blob(s, st, 5, row->conf, row->conf_len);
-    bind_blob(s, st, 6, row->data, row->data_len);
     store_exec(s, ST_SNAP_PUT);
 }
 
@@ -316,7 +298,5 @@ void
 mom_raft_snapshot_row_free(mom_raft_snapshot_row_t *row)
 {
     free(row->conf);
-    free(row->data);
     row->conf = NULL;
-    row->data = NULL;
 }

@@ -1,6 +1,6 @@
 /*
  * Raft storage in SQLite for all groups of a node: the tables raft_state
- * (term, vote), raft_log (entries) and raft_snapshot (last snapshot), with
+ * (term, vote, last snapshot's metadata) and raft_log (entries), with
  * prepared statements kept for the life of the store. The caller owns the
  * database handle and the transactions (mom_raft_store_begin/commit).
  *
@@ -18,14 +18,14 @@
 
 typedef struct mom_raft_store_s mom_raft_store_t;
 
+/* The metadata of a group's last snapshot (its data is the state machine
+ * itself, serialized only when a follower needs it). */
 typedef struct {
-    uint64_t index;      /* last index included */
+    uint64_t index;      /* last index included, 0: no snapshot */
     uint64_t term;       /* its term */
     uint64_t conf_index; /* index of the configuration below */
     uint8_t *conf;       /* raft_configuration_encode() format, malloc()ed */
     size_t conf_len;
-    uint8_t *data; /* state machine image, malloc()ed (NULL if not loaded) */
-    size_t data_len;
 } mom_raft_snapshot_row_t;
 
 /* One log entry as read; data is only valid during the callback. */
@@ -39,9 +39,11 @@ void mom_raft_store_close(mom_raft_store_t *s);
 void mom_raft_store_begin(mom_raft_store_t *s);
 void mom_raft_store_commit(mom_raft_store_t *s);
 
-/* Returns 1 and fills term/vote when the group has a state row, else 0. */
+/* Returns 1 and fills term, vote and snapshot (index 0 if none) when the
+ * group has a state row, else 0. */
 int mom_raft_store_load_state(mom_raft_store_t *s, uint32_t grp, uint64_t *term,
-                              uint64_t *vote);
+                              uint64_t *vote,
+                              mom_raft_snapshot_row_t *snapshot);
 void mom_raft_store_save_state(mom_raft_store_t *s, uint32_t grp, uint64_t term,
                                uint64_t vote);
 
@@ -62,9 +64,6 @@ int mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
                         uint64_t last, int with_data,
                         mom_raft_store_entry_fn fn, void *arg);
 
-/* Returns 1 and fills row (data only if with_data) when there is one. */
-int mom_raft_store_load_snapshot(mom_raft_store_t *s, uint32_t grp,
-                                 int with_data, mom_raft_snapshot_row_t *row);
 void mom_raft_store_save_snapshot(mom_raft_store_t *s, uint32_t grp,
                                   const mom_raft_snapshot_row_t *row);
 void mom_raft_snapshot_row_free(mom_raft_snapshot_row_t *row);
