@@ -606,6 +606,33 @@ test_chaos(void **state)
     sim_destroy(&s);
 }
 
+/* A one-node cluster is a group of one: leader at start, commits alone. */
+static void
+test_single_node(void **state)
+{
+    sim_t s;
+    size_t n = 200;
+    sim_req_t *r = reqs_new(2 * n, 0, 1);
+
+    (void)state;
+    sim_init(&s, 1, 2, 111);
+    s.opt.snapshot_threshold = 64;
+    sim_start(&s);
+    assert_true(mom_raft_leader(s.nodes[0].raft, 0, NULL));
+    assert_true(mom_raft_leader(s.nodes[0].raft, 1, NULL));
+    submit_all(&s, 1, r, n, 20, 1);
+    assert_int_equal(settle(&s, r, n, SEC), n);
+    sim_crash(&s, 1);
+    sim_restart(&s, 1);
+    assert_true(mom_raft_leader(s.nodes[0].raft, 0, NULL));
+    submit_all(&s, 1, r + n, n, 20, 1);
+    assert_int_equal(settle(&s, r + n, n, SEC), n);
+    assert_int_equal(sim_check_same(&s, 0), 2 * n);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
 static void
 test_membership_add_voter(void **state)
 {
@@ -664,6 +691,7 @@ main(void)
         cmocka_unit_test(test_lossy_network),
         cmocka_unit_test(test_appendentries_split_by_bytes),
         cmocka_unit_test(test_chaos),
+        cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_membership_add_voter),
     };
 
