@@ -236,6 +236,7 @@ sub _render_nginx {
         JWT_LIFETIME       => $self->{jwt_lifetime},
         HTTP_EXTRA         => $self->{http_extra},
         LOCATION_EXTRA     => $self->{location_extra},
+        EXAMPLES_DIR       => "$ROOT/examples",
     });
 }
 
