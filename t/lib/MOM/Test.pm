@@ -573,6 +573,10 @@ sub http {
                      $r->{content}, time - $t0);
 }
 
+# drop_connections: close http()'s keepalive connection, e.g. before a test
+# counts a server's open descriptors.
+sub drop_connections { delete $_[0]{ua}; delete $_[0]{ua_pid} }
+
 sub _ua {
     my ($self) = @_;
     if (!$self->{ua} || $self->{ua_pid} != $$) {
