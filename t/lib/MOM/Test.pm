@@ -111,6 +111,7 @@ sub new {
 sub dir       { $_[0]{dir} }
 sub node_dir  { $_[0]{node}{$_[1] // 1}{dir} }
 sub port      { $_[0]{node}{$_[1] // 1}{port} }
+sub socket_path { $_[0]{node}{$_[1] // 1}{socket} }
 sub db_path   { $_[0]->node_dir($_[1]) . '/mom.db' }
 sub error_log { $_[0]->node_dir($_[1]) . '/logs/error.log' }
 sub momd_log  { $_[0]->node_dir($_[1]) . '/logs/momd.log' }
