@@ -18,7 +18,6 @@ use MOM::Test;
 my $t = MOM::Test->new(
     jwt_lifetime   => '3s',
     location_extra => 'mom_topic_read_auth on; mom_heartbeat 1s;',
-    momd_extra     => 'sse_buffer = 65536',
 );
 our $TODO = $t->todo('sse');
 $t->start;
@@ -57,26 +56,40 @@ for my $c ([header => $hdr], [query => $qry]) {
     $ss->disconnect;
 }
 
+$t->check_logs;
+$t->stop_all;
+
 # --- slow subscriber ---------------------------------------------------------
 
+# A deployment of its own: 30 min tokens, topic reads open, a 64 KiB
+# sse_buffer.
+$t = MOM::Test->new(location_extra => 'mom_heartbeat 1s;',
+                    momd_extra => 'sse_buffer = 65536');
+$t->start;
 $tok = $t->user_token('alice');
+is($t->post('/messages/topics', {name => 'x'}, token => $tok)->{status}, 200,
+   'second deployment: topic created');
 my $slow = $t->sse('/messages/messages/topic/x?last_event_id=0',
                    token => $tok, rcvbuf => 4096);
 is($slow->status, 200, 'slow subscriber connected');
 # ~8 MB through a 64 KiB sse_buffer: far beyond every buffer on the way.
+# The publisher runs on; the subscriber stalls 2 s (less than momd's 5 s
+# bound on flushing a connection it closes), then reads.
 my $payload = 'p' x 8000;
-my $pub_ok = 1;
-my $last;
-my $pt = user_tokens();
-for my $i (1 .. 1000) {
-    my $r = $t->post('/messages/messages/topic/x',
-                     {content => {i => $i, p => $payload}},
-                     token => $pt->());
-    $pub_ok = 0, last unless $r->{status} == 200;
-    $last = $r->{json}{offset};
-}
-ok($pub_ok, 'publishing is not held up by a slow subscriber');
-
+my $dir = $t->dir;
+my $pub = $t->spawn(sub {
+    my $pt = user_tokens();
+    my $last = 0;
+    for my $i (1 .. 1000) {
+        my $r = $t->post('/messages/messages/topic/x',
+                         {content => {i => $i, p => $payload}},
+                         token => $pt->());
+        die "publish $i: $r->{status}\n" unless $r->{status} == 200;
+        $last = $r->{json}{offset};
+    }
+    MOM::Test::write_file("$dir/last", $last);
+});
+sleep 2;
 # Now read: what was buffered, then the final event.
 my @got;
 my $end;
@@ -86,6 +99,9 @@ while (time < $deadline) {
     if (($ev->{event} // '') eq 'end') { $end = $ev; last }
     push @got, $ev;
 }
+is_deeply([$t->wait_children(120, $pub)], [0],
+          'publishing is not held up by a slow subscriber');
+my $last = MOM::Test::read_file_maybe("$dir/last") || 1000;
 is($end && $end->{json} && $end->{json}{reason}, 'subscriber too slow',
    'cut off with "subscriber too slow"');
 cmp_ok(scalar @got, '<', $last, 'before receiving everything');
@@ -135,9 +151,10 @@ cmp_ok($took, '<', 13, sprintf 'nginx stops within worker_shutdown_timeout'
        . ' (%.1f s)', $took);
 $_->disconnect for @open;
 ok($t->start_nginx, 'nginx back');
-is($t->get('/messages/topics', token => $tok)->{status}, 200, 'answers');
+is($t->get('/messages/topics', token => $t->user_token('alice'))->{status},
+   200, 'answers');
 
-# Tokens live 3 s here: get a fresh one for each publish batch.
+# A token refreshed every 1.5 s (the first deployment's live 3 s).
 sub user_tokens {
     my ($tk, $at) = (undef, 0);
     return sub {

@@ -104,6 +104,10 @@ sub new {
         };
     }
 
+    # Signals must run END (which stops every process we started).
+    for my $sig (qw(INT TERM HUP)) {
+        $SIG{$sig} = sub { exit 128 + 1 } unless ref $SIG{$sig};
+    }
     push @INSTANCES, $self;
     return $self;
 }
