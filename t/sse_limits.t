@@ -12,6 +12,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::More;
+use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(time sleep);
 use MOM::Test;
 
@@ -62,9 +63,11 @@ $t->stop_all;
 # --- slow subscriber ---------------------------------------------------------
 
 # A deployment of its own: 30 min tokens, topic reads open, a 64 KiB
-# sse_buffer.
+# sse_buffer, and a 16 KiB socket send buffer towards clients, so that what
+# the path between momd and the client can hold stays small.
 $t = MOM::Test->new(location_extra => 'mom_heartbeat 1s;',
-                    momd_extra => 'sse_buffer = 65536');
+                    momd_extra => 'sse_buffer = 65536',
+                    listen_options => ' sndbuf=16k');
 $t->start;
 $tok = $t->user_token('alice');
 is($t->post('/messages/topics', {name => 'x'}, token => $tok)->{status}, 200,
@@ -72,24 +75,30 @@ is($t->post('/messages/topics', {name => 'x'}, token => $tok)->{status}, 200,
 my $slow = $t->sse('/messages/messages/topic/x?last_event_id=0',
                    token => $tok, rcvbuf => 4096);
 is($slow->status, 200, 'slow subscriber connected');
-# ~8 MB through a 64 KiB sse_buffer: far beyond every buffer on the way.
-# The publisher runs on; the subscriber stalls 2 s (less than momd's 5 s
-# bound on flushing a connection it closes), then reads.
+# ~4 MB through a 64 KiB sse_buffer: far beyond every buffer on the way.
+# The publisher runs on; the subscriber stalls until 100 messages (800 KB)
+# are published, then reads: momd has cut it off by then, and flushes what
+# it queued, the final event last, for up to 5 s (its linger bound).
 my $payload = 'p' x 8000;
 my $dir = $t->dir;
 my $pub = $t->spawn(sub {
-    my $pt = user_tokens();
     my $last = 0;
-    for my $i (1 .. 1000) {
+    for my $i (1 .. 500) {
         my $r = $t->post('/messages/messages/topic/x',
                          {content => {i => $i, p => $payload}},
-                         token => $pt->());
+                         token => $tok);
         die "publish $i: $r->{status}\n" unless $r->{status} == 200;
         $last = $r->{json}{offset};
+        MOM::Test::write_file("$dir/progress.tmp", $last);
+        rename "$dir/progress.tmp", "$dir/progress";
     }
     MOM::Test::write_file("$dir/last", $last);
 });
-sleep 2;
+my $stall = time + 20;
+sleep 0.05 while time < $stall
+    && (MOM::Test::read_file_maybe("$dir/progress") || 0) < 100;
+# Read at full speed now: whatever is queued must arrive within the 5 s.
+setsockopt($slow->sock, SOL_SOCKET, SO_RCVBUF, 1 << 20);
 # Now read: what was buffered, then the final event.
 my @got;
 my $end;
@@ -101,7 +110,7 @@ while (time < $deadline) {
 }
 is_deeply([$t->wait_children(120, $pub)], [0],
           'publishing is not held up by a slow subscriber');
-my $last = MOM::Test::read_file_maybe("$dir/last") || 1000;
+my $last = MOM::Test::read_file_maybe("$dir/last") || 500;
 is($end && $end->{json} && $end->{json}{reason}, 'subscriber too slow',
    'cut off with "subscriber too slow"');
 cmp_ok(scalar @got, '<', $last, 'before receiving everything');
@@ -153,18 +162,6 @@ $_->disconnect for @open;
 ok($t->start_nginx, 'nginx back');
 is($t->get('/messages/topics', token => $t->user_token('alice'))->{status},
    200, 'answers');
-
-# A token refreshed every 1.5 s (the first deployment's live 3 s).
-sub user_tokens {
-    my ($tk, $at) = (undef, 0);
-    return sub {
-        if (time - $at > 1.5) {
-            $tk = $t->user_token('alice');
-            $at = time;
-        }
-        return $tk;
-    };
-}
 
 sub ids { [map { $_->{id} } @_] }
 
