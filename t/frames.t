@@ -33,7 +33,10 @@ sub call {
     return $c->response(timeout => 5);
 }
 
-sub body { my $r = shift; $r && length $r->{body} ? eval { $J->decode($r->{body}) } : undef }
+sub body {
+    my ($r) = @_;
+    return $r && length $r->{body} ? eval { $J->decode($r->{body}) } : undef;
+}
 
 my $c = conn();
 ok($c, 'connected to momd.sock');

@@ -37,10 +37,15 @@ sub mc {
     return ($? >> 8, $out);
 }
 
-sub pid_of { MOM::Test::read_file_maybe("$run/node1/$_[0].pid") =~ /(\d+)/ ? $1 : undef }
+sub pid_of {
+    my $text = MOM::Test::read_file_maybe("$run/node1/$_[0].pid");
+    return $text =~ /(\d+)/ ? $1 : undef;
+}
 
 my $ua = HTTP::Tiny->new(timeout => 5);
-sub topics_status { $ua->get("http://127.0.0.1:$port/messages/topics")->{status} }
+sub topics_status {
+    return $ua->get("http://127.0.0.1:$port/messages/topics")->{status};
+}
 
 my ($rc, $out) = mc('up', 1);
 is($rc, 0, 'up 1 succeeds') or diag($out);
@@ -118,7 +123,8 @@ is(topics_status(), 200, 'answers again');
 is($rc, 0, 'down') or diag($out);
 isnt(topics_status(), 200, 'nothing answers after down');
 ok(-e "$run/node1/mom.db", 'data kept after down');
-is(MOM::Test::read_file_maybe($secret_file), $secret, 'secret never regenerated');
+is(MOM::Test::read_file_maybe($secret_file), $secret,
+   'secret never regenerated');
 
 ($rc, $out) = mc('kill', 3);
 isnt($rc, 0, 'kill of a node outside the cluster is refused');

@@ -24,7 +24,8 @@ my $r = $t->post('/auth/login', {username => 'alice', password => $pw});
 is($r->{status}, 200, 'login with the password');
 
 my $db = $t->db_path;
-ok(-f $db, 'mom.db exists') or diag("files: " . join ' ', glob $t->node_dir . '/*');
+ok(-f $db, 'mom.db exists')
+    or diag("files: " . join ' ', glob $t->node_dir . '/*');
 
 my $dump = MOM::Test::sqlite($db, '.dump');
 ok(length $dump, 'sqlite3 can read the database while momd runs');
@@ -45,7 +46,8 @@ isnt($salts[0], $salts[1], 'per-user salts differ') if @salts == 2;
 # Not in any byte on disk either (database, WAL, logs).
 for my $f (glob($t->node_dir . '/mom.db*'), $t->momd_log, $t->error_log) {
     my $bytes = MOM::Test::read_file_maybe($f);
-    unlike($bytes, qr/\Q$pw\E/, "no plaintext password in " . ($f =~ s{.*/}{}r));
+    unlike($bytes, qr/\Q$pw\E/,
+           "no plaintext password in " . ($f =~ s{.*/}{}r));
 }
 
 $t->check_logs;

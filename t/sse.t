@@ -40,7 +40,8 @@ my $s = $t->sse('/messages/messages/topic/live');
 is($s->status, 200, 'SSE: 200');
 like($s->header('content-type') // '', qr{^text/event-stream},
      'Content-Type: text/event-stream');
-like($s->header('cache-control') // '', qr/no-cache/, 'Cache-Control: no-cache');
+like($s->header('cache-control') // '', qr/no-cache/,
+     'Cache-Control: no-cache');
 ok(!defined $s->header('content-length'), 'no Content-Length');
 like($s->header('transfer-encoding') // '', qr/chunked/i, 'chunked');
 
@@ -60,7 +61,7 @@ for my $i (1 .. 5) {
 }
 cmp_ok((sort { $b <=> $a } @lat)[0], '<', 0.5,
        'each event arrives < 0.5 s after its publish');
-note(sprintf 'latencies: %s', join ' ', map { sprintf '%.1fms', $_ * 1000 } @lat);
+note('latencies: ' . join ' ', map { sprintf '%.1fms', $_ * 1000 } @lat);
 
 # The event's data is exactly the history entry, on one line.
 my $h = $t->get('/messages/messages/topic/live?since=4')->{json};

@@ -48,7 +48,8 @@ is($qry->status, 200, 'stream with ?token=');
 for my $c ([header => $hdr], [query => $qry]) {
     my ($how, $ss) = @$c;
     my $end = $ss->next_data(timeout => 8);
-    is($end && $end->{event}, 'end', "$how: final event when the token expires");
+    is($end && $end->{event}, 'end',
+       "$how: final event when the token expires");
     is_deeply($end && $end->{json}, {reason => 'token expired'},
               "$how: reason token expired");
     my $at = $end ? $end->{t} - $t0 : 99;

@@ -38,7 +38,8 @@ sub new {
     # push back on the server quickly (the slow-subscriber test).
     my $sock = IO::Socket::INET->new(Proto => 'tcp');
     setsockopt($sock, SOL_SOCKET, SO_RCVBUF, $o{rcvbuf}) if $o{rcvbuf};
-    unless ($sock->connect(pack_sockaddr_in($o{port}, inet_aton('127.0.0.1')))) {
+    my $addr = pack_sockaddr_in($o{port}, inet_aton('127.0.0.1'));
+    unless ($sock->connect($addr)) {
         $self->{error} = "connect: $!";
         $self->{closed} = 1;
         return $self;
