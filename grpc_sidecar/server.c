@@ -468,13 +468,20 @@ mom_server_listen(mom_server_t *srv, const char *path)
     uv_pipe_init(srv->loop, &srv->listener, 0);
     srv->listener.data = srv;
     srv->listening = 1;
-    if ((rc = uv_pipe_bind(&srv->listener, path)) != 0 ||
+    /*
+     * nginx workers run as another user: the socket must be connectable by
+     * them from the moment it exists (a chmod after bind leaves a window in
+     * which a worker gets EACCES), so bind under a permissive umask.
+     */
+    mode_t old_mask = umask(0111);
+    rc = uv_pipe_bind(&srv->listener, path);
+    umask(old_mask);
+    if (rc != 0 ||
         (rc = uv_listen((uv_stream_t *)&srv->listener, MOM_SERVER_BACKLOG,
                         mom_server_accept)) != 0) {
         mom_log_error("listen on %s: %s", path, uv_strerror(rc));
         return -1;
     }
-    /* nginx workers run as another user. */
     if (chmod(path, 0666) != 0) {
         mom_log_error("chmod %s: %s", path, strerror(errno));
         return -1;
