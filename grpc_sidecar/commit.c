@@ -1,158 +1,234 @@
 /*
- * Local log with group commit: submissions are queued; a uv_check handle
- * (which runs right after the I/O callbacks of the same loop iteration)
- * applies the whole queue in one transaction and then answers. A uv_idle
- * handle is active while the queue is non-empty so that the loop never
- * blocks in poll with work pending.
+ * The Raft host: one mom_raft_t for all the partitions this node replicates
+ * on the libuv loop. A uv_timer fires Raft's timeouts; a uv_check handle
+ * (right after the I/O callbacks of a loop iteration) runs the group-commit
+ * flush, then hands the results to their submitters and lets the transport
+ * send the Raft messages of the iteration as one batch per destination. A
+ * uv_idle handle is active while work is pending so that poll never blocks
+ * with it.
+ *
+ * Results are collected while the driver applies entries inside its flush
+ * transaction and delivered only after that transaction committed; aborted
+ * submissions are delivered the same way, outside any mom_raft_* call, so
+ * that callbacks may submit again.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "commit.h"
 #include "log.h"
+#include "raft_group.h"
 
-typedef struct mom_commit_item_s {
-    struct mom_commit_item_s *next;
-    mom_commit_done_cb done;
+/* Flushes per loop iteration: a single voter commits its own entries one
+ * flush after writing them; more rounds only while there is work. */
+#define MOM_COMMIT_ROUNDS 4
+
+typedef struct mom_commit_wait_s mom_commit_wait_t;
+struct mom_commit_wait_s {
+    mom_commit_done_cb done; /* NULL: the barrier of a new leader */
     void *data;
-    Mom__Command *cmd; /* unpacked at apply time */
+    uint32_t partition;
+};
+
+/* A committed entry or an aborted submission, waiting for delivery. */
+typedef struct mom_commit_item_s mom_commit_item_t;
+struct mom_commit_item_s {
+    mom_commit_item_t *next;
+    mom_commit_wait_t *wait; /* NULL: not submitted here */
+    Mom__Command *cmd;       /* NULL: barrier, or aborted */
     mom_result_t res;
-    size_t len;
-    uint8_t packed[];
-} mom_commit_item_t;
+};
+
+typedef struct {
+    bool hosted;
+    bool is_leader;
+    bool ready; /* leader with an entry of its term committed */
+    bool want_barrier;
+    uint64_t leader;
+} mom_commit_part_t;
 
 struct mom_commit_s {
     uv_loop_t *loop;
     mom_store_t *st;
+    const mom_conf_t *conf;
+    const mom_placement_t *pl;
+    mom_raft_t *raft;
     mom_commit_applied_cb applied;
     void *applied_data;
+    mom_commit_transport_t tr;
+    mom_commit_part_t *parts;
+    uint32_t n_parts;
+    mom_commit_item_t *head, **tail;
+    uv_timer_t timer;
     uv_check_t check;
     uv_idle_t idle;
-    mom_commit_item_t *head;
-    mom_commit_item_t **tail;
-    uint64_t last_index;
+    uint64_t timer_due;
     int open_handles;
-    int closing;
+    bool closing;
+    bool want_barriers;
 };
 
-static void mom_commit_run(uv_check_t *check);
-
 static void
-mom_commit_noop(uv_idle_t *idle)
+mom_commit_fatal(const char *what)
 {
+    /* The flush transaction must not commit half of an apply: stop, and
+     * let the restart recover from what SQLite committed. */
+    mom_log_error("%s: stopping (a restart recovers from SQLite)", what);
+    abort();
 }
 
-mom_commit_t *
-mom_commit_new(uv_loop_t *loop, mom_store_t *st, mom_commit_applied_cb applied,
-               void *applied_data)
+static mom_commit_item_t *
+mom_commit_item(mom_commit_t *c, mom_commit_wait_t *wait)
 {
-    mom_commit_t *c = calloc(1, sizeof(*c));
+    mom_commit_item_t *it = calloc(1, sizeof(*it));
 
-    if (c == NULL) {
-        return NULL;
-    }
-    if (mom_store_applied_index(st, MOM_LOCAL_GROUP, &c->last_index) !=
-        MOM_STORE_OK) {
-        free(c);
-        return NULL;
-    }
-    c->loop = loop;
-    c->st = st;
-    c->applied = applied;
-    c->applied_data = applied_data;
-    c->tail = &c->head;
-    uv_check_init(loop, &c->check);
-    uv_idle_init(loop, &c->idle);
-    c->check.data = c;
-    c->idle.data = c;
-    c->open_handles = 2;
-    uv_check_start(&c->check, mom_commit_run);
-    return c;
-}
-
-int
-mom_commit_submit(mom_commit_t *c, const Mom__Command *cmd,
-                  mom_commit_done_cb done, void *data)
-{
-    size_t len = mom__command__get_packed_size(cmd);
-    mom_commit_item_t *it;
-
-    if (c->closing) {
-        return -1;
-    }
-    it = malloc(sizeof(*it) + len);
     if (it == NULL) {
-        return -1;
+        mom_commit_fatal("out of memory");
     }
-    it->next = NULL;
-    it->done = done;
-    it->data = data;
-    it->cmd = NULL;
-    it->len = mom__command__pack(cmd, it->packed);
+    it->wait = wait;
     mom_result_init(&it->res);
-    if (c->head == NULL) {
-        uv_idle_start(&c->idle, mom_commit_noop);
-    }
     *c->tail = it;
     c->tail = &it->next;
-    return 0;
+    return it;
 }
 
-/* Applies the batch inside one transaction; returns -1 to roll back. */
-static int
-mom_commit_apply_batch(mom_commit_t *c, mom_commit_item_t *batch,
-                       uint64_t *index)
+/* --- driver callbacks (inside mom_raft_* calls) ---------------------------- */
+
+static void
+mom_commit_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf,
+                size_t len)
 {
-    for (mom_commit_item_t *it = batch; it != NULL; it = it->next) {
-        it->cmd = mom__command__unpack(NULL, it->len, it->packed);
-        if (it->cmd == NULL) {
-            /* Unreachable unless memory is exhausted: we packed it. */
-            return -1;
-        }
-        if (mom_sm_apply(c->st, MOM_LOCAL_GROUP, ++*index, it->cmd, &it->res) !=
-            0) {
-            return -1;
-        }
+    mom_commit_t *c = ctx;
+
+    if (c->tr.send != NULL) {
+        c->tr.send(c->tr.ctx, group, to, buf, len);
     }
-    return 0;
 }
 
 static void
-mom_commit_run(uv_check_t *check)
+mom_commit_apply(void *ctx, uint32_t group, uint64_t index, const uint8_t *buf,
+                 size_t len, void *cookie)
 {
-    mom_commit_t *c = check->data;
-    mom_commit_item_t *batch = c->head, *next;
-    uint64_t index = c->last_index;
-    int failed;
+    mom_commit_t *c = ctx;
+    mom_commit_item_t *it = mom_commit_item(c, cookie);
 
-    if (batch == NULL) {
+    if (len == 0) {
+        /* A leader's barrier: no effect but its index. */
+        if (mom_store_set_applied_index(c->st, group, index) != MOM_STORE_OK) {
+            mom_commit_fatal("storage error applying a barrier");
+        }
         return;
     }
-    c->head = NULL;
-    c->tail = &c->head;
-    uv_idle_stop(&c->idle);
-
-    failed = mom_store_begin(c->st) != MOM_STORE_OK ||
-             mom_commit_apply_batch(c, batch, &index) != 0 ||
-             mom_store_commit(c->st) != MOM_STORE_OK;
-    if (failed) {
-        mom_store_rollback(c->st);
-        mom_log_error("commit of a batch failed: nothing of it applied");
-    } else {
-        c->last_index = index;
+    it->cmd = mom__command__unpack(NULL, len, buf);
+    if (it->cmd == NULL) {
+        /* Only a bug could commit such an entry; skip it, keep the index. */
+        mom_log_error("group %" PRIu32 ": undecodable command at %" PRIu64,
+                      group, index);
+        mom_result_error(&it->res, 500, "Undecodable command");
+        if (mom_store_set_applied_index(c->st, group, index) != MOM_STORE_OK) {
+            mom_commit_fatal("storage error");
+        }
+        return;
     }
+    if (mom_sm_apply(c->st, group, index, it->cmd, &it->res) != 0) {
+        mom_commit_fatal("storage error applying a command");
+    }
+}
 
-    for (mom_commit_item_t *it = batch; it != NULL; it = it->next) {
-        if (failed) {
-            mom_result_error(&it->res, 500, "Storage error");
-            it->res.has_message = false;
-        } else if (c->applied != NULL) {
+static uint64_t
+mom_commit_applied_index(void *ctx, uint32_t group)
+{
+    mom_commit_t *c = ctx;
+    uint64_t index = 0;
+
+    if (mom_store_applied_index(c->st, group, &index) != MOM_STORE_OK) {
+        mom_commit_fatal("storage error reading an applied index");
+    }
+    return index;
+}
+
+static void
+mom_commit_aborted(void *ctx, void *cookie)
+{
+    mom_commit_t *c = ctx;
+    mom_commit_item_t *it = mom_commit_item(c, cookie);
+
+    it->res.status = c->closing ? 503 : MOM_COMMIT_RETRY;
+    mom_json_detail(&it->res.body, c->closing ? "Server shutting down"
+                                              : "No leader for partition");
+}
+
+static void
+mom_commit_role(void *ctx, uint32_t group, int is_leader, uint64_t leader_id)
+{
+    mom_commit_t *c = ctx;
+    mom_commit_part_t *part = &c->parts[group];
+
+    part->is_leader = is_leader != 0;
+    part->leader = leader_id;
+    part->ready = false;
+    part->want_barrier = part->is_leader;
+    c->want_barriers |= part->want_barrier;
+    mom_log_debug("partition %" PRIu32 ": leader %" PRIu64 "%s", group,
+                  leader_id, is_leader ? " (this node)" : "");
+    if (c->tr.role != NULL) {
+        c->tr.role(c->tr.ctx, group, part->is_leader, leader_id);
+    }
+}
+
+static int
+mom_commit_snapshot_take(void *ctx, uint32_t group, uint8_t **buf,
+                         size_t *len)
+{
+    /* Snapshots are off until the state machine can serialize one
+     * partition (snapshot.c). */
+    (void)ctx;
+    (void)group;
+    *buf = NULL;
+    *len = 0;
+    return -1;
+}
+
+static int
+mom_commit_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf,
+                            size_t len, uint64_t index)
+{
+    (void)ctx;
+    (void)buf;
+    (void)len;
+    mom_log_error("group %" PRIu32 ": cannot restore snapshot %" PRIu64, group,
+                  index);
+    return -1;
+}
+
+/* --- delivery (outside mom_raft_* calls) ----------------------------------- */
+
+static void
+mom_commit_deliver(mom_commit_t *c)
+{
+    mom_commit_item_t *it;
+    mom_commit_wait_t *w;
+
+    while ((it = c->head) != NULL) {
+        c->head = it->next;
+        if (c->head == NULL) {
+            c->tail = &c->head;
+        }
+        w = it->wait;
+        if (it->cmd != NULL && it->res.status != 0 && c->applied != NULL) {
             c->applied(c->applied_data, it->cmd, &it->res);
         }
-    }
-    for (mom_commit_item_t *it = batch; it != NULL; it = next) {
-        next = it->next;
-        it->done(it->data, &it->res);
+        if (w != NULL && w->done == NULL) {
+            /* The barrier committed in this term: reads are safe now. */
+            mom_commit_part_t *part = &c->parts[w->partition];
+
+            part->ready = part->is_leader && it->res.status == 0;
+        } else if (w != NULL) {
+            w->done(w->data, &it->res);
+        }
+        free(w);
         mom_result_free(&it->res);
         if (it->cmd != NULL) {
             mom__command__free_unpacked(it->cmd, NULL);
@@ -162,11 +238,319 @@ mom_commit_run(uv_check_t *check)
 }
 
 static void
+mom_commit_idle(uv_idle_t *idle)
+{
+    (void)idle; /* only keeps poll from blocking while work is pending */
+}
+
+static void
+mom_commit_kick(mom_commit_t *c)
+{
+    if (!c->closing) {
+        uv_idle_start(&c->idle, mom_commit_idle);
+    }
+}
+
+/* A new leader commits an empty entry of its term before serving reads. */
+static void
+mom_commit_barriers(mom_commit_t *c)
+{
+    mom_commit_wait_t *w;
+    uint64_t index, leader;
+
+    if (!c->want_barriers) {
+        return;
+    }
+    c->want_barriers = false;
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        if (!c->parts[p].want_barrier) {
+            continue;
+        }
+        c->parts[p].want_barrier = false;
+        w = calloc(1, sizeof(*w));
+        if (w == NULL) {
+            mom_commit_fatal("out of memory");
+        }
+        w->partition = p;
+        if (mom_raft_submit(c->raft, p, NULL, 0, w, &index, &leader) !=
+            MOM_RAFT_OK) {
+            free(w); /* no longer leader: a new role change follows */
+        }
+    }
+}
+
+static void mom_commit_tick(uv_timer_t *timer);
+
+static void
+mom_commit_arm_timer(mom_commit_t *c)
+{
+    uint64_t due = mom_raft_next_deadline(c->raft), now = uv_now(c->loop);
+
+    if (c->closing || due == c->timer_due) {
+        return;
+    }
+    c->timer_due = due;
+    if (due == UINT64_MAX) {
+        uv_timer_stop(&c->timer);
+        return;
+    }
+    uv_timer_start(&c->timer, mom_commit_tick, due > now ? due - now : 0, 0);
+}
+
+static void
+mom_commit_run(uv_check_t *check)
+{
+    mom_commit_t *c = check->data;
+    int rounds = 0;
+
+    mom_commit_barriers(c);
+    while (rounds++ < MOM_COMMIT_ROUNDS && mom_raft_pending(c->raft)) {
+        mom_raft_flush(c->raft, uv_now(c->loop));
+        mom_commit_deliver(c);
+        mom_commit_barriers(c);
+    }
+    if (c->tr.flush != NULL) {
+        c->tr.flush(c->tr.ctx);
+    }
+    if (!mom_raft_pending(c->raft) && c->head == NULL) {
+        uv_idle_stop(&c->idle);
+    }
+    mom_commit_arm_timer(c);
+}
+
+static void
+mom_commit_tick(uv_timer_t *timer)
+{
+    mom_commit_t *c = timer->data;
+
+    c->timer_due = 0;
+    mom_raft_tick(c->raft, uv_now(c->loop));
+    mom_commit_deliver(c);
+    mom_commit_kick(c);
+}
+
+/* --- public ---------------------------------------------------------------- */
+
+/* A database written by the local log of earlier versions recorded applied
+ * indexes that mean nothing to Raft groups: forget them once. */
+static int
+mom_commit_forget_local_log(sqlite3 *db)
+{
+    sqlite3_stmt *s;
+    int rc, empty;
+
+    if (sqlite3_prepare_v2(db,
+                           "SELECT NOT EXISTS (SELECT 1 FROM raft_state) "
+                           "AND NOT EXISTS (SELECT 1 FROM raft_log)",
+                           -1, &s, NULL) != SQLITE_OK) {
+        return -1;
+    }
+    rc = sqlite3_step(s);
+    empty = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW) {
+        return -1;
+    }
+    if (!empty) {
+        return 0;
+    }
+    return sqlite3_exec(db,
+                        "DELETE FROM meta WHERE key LIKE 'applied_index.%'",
+                        NULL, NULL, NULL) == SQLITE_OK
+               ? 0
+               : -1;
+}
+
+static int
+mom_commit_start_groups(mom_commit_t *c)
+{
+    uint32_t self = mom_placement_self(c->pl);
+    uint64_t voters[MOM_CONF_MAX_MEMBERS];
+    const uint32_t *replicas;
+    size_t n;
+
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        if (!mom_placement_is_replica(c->pl, p, self)) {
+            continue;
+        }
+        replicas = mom_placement_replicas(c->pl, p, &n);
+        for (size_t i = 0; i < n; i++) {
+            voters[i] = replicas[i];
+        }
+        if (mom_raft_start_group(c->raft, p, voters, (unsigned)n,
+                                 uv_now(c->loop)) != MOM_RAFT_OK) {
+            mom_log_error("cannot start the Raft group of partition %" PRIu32,
+                          p);
+            return -1;
+        }
+        c->parts[p].hosted = true;
+    }
+    return 0;
+}
+
+mom_commit_t *
+mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
+               const mom_placement_t *pl, mom_commit_applied_cb applied,
+               void *applied_data)
+{
+    mom_raft_callbacks_t cb = {
+        .send = mom_commit_send,
+        .apply = mom_commit_apply,
+        .applied_index = mom_commit_applied_index,
+        .aborted = mom_commit_aborted,
+        .role_changed = mom_commit_role,
+        .snapshot_take = mom_commit_snapshot_take,
+        .snapshot_restore = mom_commit_snapshot_restore,
+    };
+    mom_raft_options_t opt;
+    mom_commit_t *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        return NULL;
+    }
+    c->loop = loop;
+    c->st = st;
+    c->conf = conf;
+    c->pl = pl;
+    c->applied = applied;
+    c->applied_data = applied_data;
+    c->tail = &c->head;
+    c->n_parts = mom_placement_partitions(pl);
+    c->parts = calloc(c->n_parts, sizeof(*c->parts));
+    cb.ctx = c;
+    mom_raft_options_default(&opt);
+    opt.snapshot_threshold = 0; /* until partitions can be serialized */
+    opt.seed = (uint64_t)uv_hrtime();
+    if (c->parts == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->raft = mom_raft_open(mom_store_db(st), conf->node_id, &cb, &opt);
+    if (c->raft == NULL ||
+        mom_commit_forget_local_log(mom_store_db(st)) != 0) {
+        mom_log_error("cannot open the Raft storage");
+        mom_raft_close(c->raft);
+        free(c->parts);
+        free(c);
+        return NULL;
+    }
+    uv_update_time(loop);
+    if (mom_commit_start_groups(c) != 0) {
+        mom_raft_close(c->raft);
+        mom_commit_deliver(c);
+        free(c->parts);
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->timer);
+    uv_check_init(loop, &c->check);
+    uv_idle_init(loop, &c->idle);
+    c->timer.data = c;
+    c->check.data = c;
+    c->idle.data = c;
+    c->open_handles = 3;
+    uv_check_start(&c->check, mom_commit_run);
+    mom_commit_kick(c);
+    return c;
+}
+
+void
+mom_commit_set_transport(mom_commit_t *c, const mom_commit_transport_t *t)
+{
+    c->tr = *t;
+    /* Tell the new transport the roles known so far. */
+    for (uint32_t p = 0; p < c->n_parts && c->tr.role != NULL; p++) {
+        if (c->parts[p].hosted && c->parts[p].leader != 0) {
+            c->tr.role(c->tr.ctx, p, c->parts[p].is_leader,
+                       c->parts[p].leader);
+        }
+    }
+}
+
+int
+mom_commit_submit(mom_commit_t *c, uint32_t partition,
+                  const Mom__Command *cmd, mom_commit_done_cb done,
+                  void *data, uint64_t *leader_hint)
+{
+    size_t len = mom__command__get_packed_size(cmd);
+    mom_commit_wait_t *w;
+    uint8_t stack[4096], *buf = stack;
+    uint64_t index, leader = 0;
+    int rc;
+
+    *leader_hint = 0;
+    if (c->closing || partition >= c->n_parts) {
+        return MOM_COMMIT_FAILED;
+    }
+    if (!c->parts[partition].is_leader) {
+        *leader_hint = c->parts[partition].leader;
+        return MOM_COMMIT_NOT_LEADER;
+    }
+    w = calloc(1, sizeof(*w));
+    if (len > sizeof(stack)) {
+        buf = malloc(len);
+    }
+    if (w == NULL || buf == NULL) {
+        free(w);
+        return MOM_COMMIT_FAILED;
+    }
+    w->done = done;
+    w->data = data;
+    w->partition = partition;
+    mom__command__pack(cmd, buf);
+    rc = mom_raft_submit(c->raft, partition, buf, len, w, &index, &leader);
+    if (buf != stack) {
+        free(buf);
+    }
+    if (rc != MOM_RAFT_OK) {
+        free(w);
+        *leader_hint = leader;
+        return rc == MOM_RAFT_NOT_LEADER ? MOM_COMMIT_NOT_LEADER
+                                         : MOM_COMMIT_FAILED;
+    }
+    mom_commit_kick(c);
+    return MOM_COMMIT_OK;
+}
+
+bool
+mom_commit_ready(const mom_commit_t *c, uint32_t partition, uint64_t *leader)
+{
+    const mom_commit_part_t *part;
+
+    *leader = 0;
+    if (partition >= c->n_parts) {
+        return false;
+    }
+    part = &c->parts[partition];
+    *leader = part->leader;
+    return part->is_leader && part->ready;
+}
+
+bool
+mom_commit_hosts(const mom_commit_t *c, uint32_t partition)
+{
+    return partition < c->n_parts && c->parts[partition].hosted;
+}
+
+void
+mom_commit_receive(mom_commit_t *c, uint32_t group, uint64_t from,
+                   const uint8_t *buf, size_t len)
+{
+    if (c->closing) {
+        return;
+    }
+    mom_raft_receive(c->raft, group, from, buf, len, uv_now(c->loop));
+    mom_commit_deliver(c);
+    mom_commit_kick(c);
+}
+
+static void
 mom_commit_closed(uv_handle_t *h)
 {
     mom_commit_t *c = h->data;
 
     if (--c->open_handles == 0) {
+        free(c->parts);
         free(c);
     }
 }
@@ -174,8 +558,20 @@ mom_commit_closed(uv_handle_t *h)
 void
 mom_commit_close(mom_commit_t *c)
 {
-    mom_commit_run(&c->check);
-    c->closing = 1;
+    /* What is committable now is committed and answered; the rest gets
+     * 503 (the client may retry: commands carry idempotency keys). */
+    if (mom_raft_pending(c->raft)) {
+        mom_raft_flush(c->raft, uv_now(c->loop));
+    }
+    mom_commit_deliver(c);
+    c->closing = true;
+    mom_raft_close(c->raft);
+    c->raft = NULL;
+    mom_commit_deliver(c);
+    if (c->tr.flush != NULL) {
+        c->tr.flush(c->tr.ctx);
+    }
+    uv_close((uv_handle_t *)&c->timer, mom_commit_closed);
     uv_close((uv_handle_t *)&c->check, mom_commit_closed);
     uv_close((uv_handle_t *)&c->idle, mom_commit_closed);
 }

@@ -1,33 +1,46 @@
 /*
- * The one write path of momd: submit a command -> it is committed to the
- * log -> it is applied by mom_sm_apply() -> the submitter is answered.
+ * The one write path of momd: submit a command -> it is committed by the
+ * Raft group of its partition (grpc_sidecar/raft_group.h) -> it is applied
+ * by mom_sm_apply() on every replica -> the submitter is answered.
  *
- * This implementation commits to a local log: every command submitted
- * during one loop iteration is applied in ONE SQLite transaction (one
- * fsync) by a uv_check step, and only after COMMIT returned are the
- * callbacks called. A cluster replaces "commit locally" by "commit through
- * the partition's Raft group" behind this same interface, applying with the
- * same mom_sm_apply() and calling the same hooks.
+ * Every partition is a Raft group (group id = partition number) whose
+ * voters are the partition's replicas (placement.h). A single node is the
+ * same thing with one voter per group: one code path for 1 and N nodes.
+ * All groups share one SQLite transaction per flush (group commit), run
+ * from a uv_check handle once per loop iteration; callbacks are made only
+ * after that transaction committed.
  */
 #ifndef MOM_COMMIT_H
 #define MOM_COMMIT_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include <uv.h>
 
 #include "command.pb-c.h"
+#include "conf.h"
+#include "placement.h"
 #include "sm.h"
 #include "store.h"
 
-/* The log index space of the single-node local log. */
-#define MOM_LOCAL_GROUP 0
-
 typedef struct mom_commit_s mom_commit_t;
 
+/* Not an HTTP status: the submission was dropped by a leader that lost its
+ * leadership; it may still commit under the next leader, so retry it with
+ * the same idempotency key (through the new leader). */
+#define MOM_COMMIT_RETRY 1
+
+/* mom_commit_submit() */
+#define MOM_COMMIT_OK 0
+#define MOM_COMMIT_NOT_LEADER 1 /* *leader_hint: the known leader, 0 none */
+#define MOM_COMMIT_FAILED (-1)  /* out of memory or closing */
+
 /*
- * Called exactly once per submitted command: after its transaction
- * committed, with the state machine's result; or when it failed (storage
- * error: 500; shutting down: 503), with nothing applied. res is valid
- * during the call only.
+ * Called exactly once per accepted submission: after its transaction
+ * committed, with the state machine's result; with status MOM_COMMIT_RETRY
+ * (see above); or with 503 when momd is shutting down. res is valid during
+ * the call only.
  */
 typedef void (*mom_commit_done_cb)(void *data, const mom_result_t *res);
 
@@ -39,19 +52,59 @@ typedef void (*mom_commit_done_cb)(void *data, const mom_result_t *res);
 typedef void (*mom_commit_applied_cb)(void *data, const Mom__Command *cmd,
                                       const mom_result_t *res);
 
-mom_commit_t *mom_commit_new(uv_loop_t *loop, mom_store_t *st,
-                             mom_commit_applied_cb applied, void *applied_data);
+/* The transport of Raft messages (cluster.c); unset: one node only. */
+typedef struct {
+    void *ctx;
+    /* Queue a message for node `to` (best effort, in order). */
+    void (*send)(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf,
+                 size_t len);
+    /* Once per loop iteration after the flush: send what was queued. */
+    void (*flush)(void *ctx);
+    /* A group's leader changed (or this node's role in it). */
+    void (*role)(void *ctx, uint32_t group, bool is_leader, uint64_t leader);
+} mom_commit_transport_t;
 
 /*
- * Submits a mutation. cmd is serialized at once: the caller keeps ownership
- * of it and its strings. Returns -1 (done not called) when out of memory or
- * closing.
+ * Opens the Raft driver in the store's database and starts the groups of
+ * the partitions this node replicates. NULL on error.
  */
-int mom_commit_submit(mom_commit_t *c, const Mom__Command *cmd,
-                      mom_commit_done_cb done, void *data);
+mom_commit_t *mom_commit_new(uv_loop_t *loop, mom_store_t *st,
+                             const mom_conf_t *conf,
+                             const mom_placement_t *pl,
+                             mom_commit_applied_cb applied, void *applied_data);
 
-/* Applies what is pending, then closes the handles and frees c once they
- * are closed (run the loop afterwards). */
+void mom_commit_set_transport(mom_commit_t *c,
+                              const mom_commit_transport_t *t);
+
+/*
+ * Submits a mutation to the group of `partition`. cmd is serialized at
+ * once: the caller keeps ownership. MOM_COMMIT_OK: done will be called.
+ * Otherwise done is not called; MOM_COMMIT_NOT_LEADER sets *leader_hint.
+ */
+int mom_commit_submit(mom_commit_t *c, uint32_t partition,
+                      const Mom__Command *cmd, mom_commit_done_cb done,
+                      void *data, uint64_t *leader_hint);
+
+/*
+ * True when this node leads the partition and has committed an entry of
+ * its current term (its state machine holds every committed write: it may
+ * serve reads). Otherwise *leader gets the leader it knows of (0: none;
+ * this node itself while it is not ready yet).
+ */
+bool mom_commit_ready(const mom_commit_t *c, uint32_t partition,
+                      uint64_t *leader);
+
+/* Whether this node hosts the partition's group. */
+bool mom_commit_hosts(const mom_commit_t *c, uint32_t partition);
+
+/* A Raft message from node `from` for `group` (the transport's receive). */
+void mom_commit_receive(mom_commit_t *c, uint32_t group, uint64_t from,
+                        const uint8_t *buf, size_t len);
+
+/*
+ * Flushes what is pending, stops the groups (waiters get 503) and closes
+ * the handles; c is freed once they are closed (run the loop).
+ */
 void mom_commit_close(mom_commit_t *c);
 
 #endif

@@ -11,10 +11,12 @@
 
 #include <uv.h>
 
+#include "cluster.h"
 #include "commit.h"
 #include "conf.h"
 #include "log.h"
 #include "ops.h"
+#include "placement.h"
 #include "server.h"
 #include "sse.h"
 #include "store.h"
@@ -23,7 +25,9 @@ typedef struct {
     uv_loop_t *loop;
     mom_conf_t conf;
     mom_store_t *st;
+    mom_placement_t *pl;
     mom_commit_t *commit;
+    mom_cluster_t *cluster;
     mom_sse_t *sse;
     mom_server_t *server;
     mom_ops_t ops;
@@ -50,6 +54,8 @@ mom_daemon_stop(uv_signal_t *sig, int signum)
     mom_log_info("signal %d: shutting down", signum);
     mom_sse_shutdown(d->sse);
     mom_server_close(d->server);
+    mom_ops_close(&d->ops);
+    mom_cluster_stop(d->cluster);
     mom_commit_close(d->commit);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
@@ -96,13 +102,24 @@ main(int argc, char **argv)
         mom_log_error("cannot start subscriptions");
         goto done;
     }
-    d.commit = mom_commit_new(d.loop, d.st, mom_sse_applied, d.sse);
+    d.pl = mom_placement_new(&d.conf);
+    if (d.pl == NULL) {
+        mom_log_error("out of memory");
+        goto done;
+    }
+    d.commit =
+        mom_commit_new(d.loop, d.st, &d.conf, d.pl, mom_sse_applied, d.sse);
     if (d.commit == NULL) {
         mom_log_error("cannot start the commit path");
         goto done;
     }
-    mom_ops_init(&d.ops, d.loop, &d.conf, d.st, d.commit);
+    mom_ops_init(&d.ops, d.loop, &d.conf, d.st, d.pl, d.commit);
     d.ops.sse = d.sse;
+    d.cluster = mom_cluster_start(d.loop, &d.conf, d.pl, d.commit, &d.ops);
+    if (d.cluster == NULL) {
+        mom_log_error("cannot start the cluster service");
+        goto done;
+    }
     d.server = mom_server_new(d.loop, &d.conf, mom_ops_handle, &d.ops);
     if (d.server == NULL || mom_server_listen(d.server, d.conf.socket_path)) {
         mom_log_error("cannot listen on %s", d.conf.socket_path);
@@ -115,8 +132,10 @@ main(int argc, char **argv)
     uv_signal_start(&d.sigterm, mom_daemon_stop, SIGTERM);
     uv_signal_start(&d.sigint, mom_daemon_stop, SIGINT);
 
-    mom_log_info("node %u listening on %s, data in %s", d.conf.node_id,
-                 d.conf.socket_path, d.conf.data_dir);
+    mom_log_info("node %u listening on %s, data in %s, %u partitions on %zu "
+                 "member(s)",
+                 d.conf.node_id, d.conf.socket_path, d.conf.data_dir,
+                 d.conf.partitions, mom_placement_members(d.pl));
     uv_run(d.loop, UV_RUN_DEFAULT);
     mom_log_info("stopped");
     rc = 0;
@@ -127,6 +146,12 @@ done:
         if (d.server != NULL) {
             mom_server_close(d.server);
         }
+        if (d.ops.loop != NULL) {
+            mom_ops_close(&d.ops);
+        }
+        if (d.cluster != NULL) {
+            mom_cluster_stop(d.cluster);
+        }
         if (d.commit != NULL) {
             mom_commit_close(d.commit);
         }
@@ -136,6 +161,7 @@ done:
         uv_run(d.loop, UV_RUN_DEFAULT);
     }
     mom_store_close(d.st);
+    mom_placement_free(d.pl);
     uv_loop_close(d.loop);
     mom_conf_free(&d.conf);
     return rc;

@@ -1,8 +1,9 @@
 /*
- * Request handling for nginx's frames: re-validation of what protects the
+ * Serving requests on this node: re-validation of what protects the
  * store, reads served from SQLite, authentication on the thread pool, and
- * mutations as Commands through mom_commit_submit(). Every request ends in
- * exactly one mom_conn_reply().
+ * mutations as Commands through mom_commit_submit(). Where a request runs
+ * is route.c's decision. Every request ends in exactly one answer: a
+ * mom_conn_reply() to nginx or a Response to the forwarding momd.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,21 +15,16 @@
 #include <openssl/rand.h>
 
 #include "auth.h"
+#include "cluster.h"
 #include "json.h"
 #include "log.h"
 #include "ops.h"
 #include "sm.h"
 #include "sse.h"
 
-typedef struct {
-    mom_ops_t *ops;
-    mom_conn_t *conn;
-    Mom__Request *req;
-} mom_op_t;
-
 void
 mom_ops_init(mom_ops_t *ops, uv_loop_t *loop, const mom_conf_t *conf,
-             mom_store_t *st, mom_commit_t *commit)
+             mom_store_t *st, const mom_placement_t *pl, mom_commit_t *commit)
 {
     uint32_t incarnation = 0;
 
@@ -36,7 +32,12 @@ mom_ops_init(mom_ops_t *ops, uv_loop_t *loop, const mom_conf_t *conf,
     ops->loop = loop;
     ops->conf = conf;
     ops->st = st;
+    ops->pl = pl;
     ops->commit = commit;
+    ops->retry_tail = &ops->retry_head;
+    uv_timer_init(loop, &ops->retry_timer);
+    ops->retry_timer.data = ops;
+    ops->leader_cache = calloc(mom_placement_partitions(pl), sizeof(uint32_t));
     /* A new producer per process: sequence numbers derive from the clock,
      * which may step back across a restart. */
     if (RAND_bytes((unsigned char *)&incarnation, sizeof(incarnation)) != 1) {
@@ -78,12 +79,32 @@ mom_ops_content_valid(const void *data, size_t len, size_t max)
     return true;
 }
 
-static void
+static void mom_op_wipe_password(mom_op_t *op);
+
+void
 mom_op_finish(mom_op_t *op, unsigned status, const void *body, size_t len,
               const char *user)
 {
-    mom_conn_reply(op->conn, status, body, len, user);
+    Mom__Response resp = MOM__RESPONSE__INIT;
+
+    if (op->conn != NULL) {
+        mom_conn_reply(op->conn, status, body, len, user);
+    } else if (op->served != NULL) {
+        resp.kind = MOM__KIND__KIND_REPLY;
+        resp.status = status;
+        resp.body.data = (uint8_t *)body;
+        resp.body.len = len;
+        resp.user = (char *)(user != NULL ? user : "");
+        resp.not_leader = op->not_leader;
+        resp.leader = op->leader_hint;
+        resp.partitions = op->parts;
+        resp.n_partitions = op->n_parts;
+        mom_cluster_answer(op->served, &resp);
+    }
+    mom_route_forget(op);
+    mom_op_wipe_password(op);
     mom__request__free_unpacked(op->req, NULL);
+    free(op->parts);
     free(op);
 }
 
@@ -99,7 +120,7 @@ mom_op_finish_buf(mom_op_t *op, unsigned status, mom_buf_t *body)
     mom_buf_free(body);
 }
 
-static void
+void
 mom_op_error(mom_op_t *op, unsigned status, const char *detail)
 {
     mom_buf_t body;
@@ -109,7 +130,8 @@ mom_op_error(mom_op_t *op, unsigned status, const char *detail)
     mom_op_finish_buf(op, status, &body);
 }
 
-/* Wipes the plaintext password held by the decoded request. */
+/* Wipes the plaintext password held by the decoded request (kept until
+ * the answer: a retry through another leader needs it). */
 static void
 mom_op_wipe_password(mom_op_t *op)
 {
@@ -121,6 +143,40 @@ mom_op_wipe_password(mom_op_t *op)
 }
 
 /* --- reads ---------------------------------------------------------------- */
+
+typedef struct {
+    mom_ops_t *ops;
+    const bool *mask;
+    int (*cb)(void *data, const char *name, size_t len);
+    void *data;
+} mom_list_filter_t;
+
+static int
+mom_op_list_filter(void *data, const char *name, size_t len)
+{
+    mom_list_filter_t *f = data;
+
+    if (!f->mask[mom_placement_partition(f->ops->pl, name)]) {
+        return 0;
+    }
+    return f->cb(f->data, name, len);
+}
+
+int
+mom_ops_list_names(mom_ops_t *ops, Mom__Op which, const bool *mask,
+                   int (*cb)(void *data, const char *name, size_t len),
+                   void *data)
+{
+    mom_list_filter_t f = {ops, mask, cb, data};
+    mom_list_t list = which == MOM__OP__OP_LIST_USERS    ? MOM_LIST_USERS
+                      : which == MOM__OP__OP_LIST_TOPICS ? MOM_LIST_TOPICS
+                                                         : MOM_LIST_QUEUES;
+
+    return mom_store_list(ops->st, list, mom_op_list_filter, &f) ==
+                   MOM_STORE_OK
+               ? 0
+               : -1;
+}
 
 typedef struct {
     mom_buf_t *body;
@@ -146,26 +202,46 @@ mom_op_list_name(void *data, const char *name, size_t len)
     return 0;
 }
 
+/* The list of the partitions this node leads (LIST_* with local_only). */
 static void
-mom_op_list(mom_op_t *op, mom_list_t which, const char *key)
+mom_op_list(mom_op_t *op)
 {
+    mom_ops_t *ops = op->ops;
+    uint32_t n = mom_placement_partitions(ops->pl);
+    const char *key = mom_route_list_key(op->req->op);
     mom_buf_t body;
     mom_list_ctx_t l;
+    uint64_t leader;
+    bool *mask = calloc(n, sizeof(bool));
 
+    op->parts = calloc(n, sizeof(uint32_t));
+    if (mask == NULL || op->parts == NULL) {
+        free(mask);
+        mom_op_error(op, 500, "Out of memory");
+        return;
+    }
+    for (uint32_t p = 0; p < n; p++) {
+        if (mom_commit_ready(ops->commit, p, &leader)) {
+            mask[p] = true;
+            op->parts[op->n_parts++] = p;
+        }
+    }
     mom_buf_init(&body);
     l.body = &body;
-    l.cap = mom_ops_content_max(op->ops->conf);
+    l.cap = mom_ops_content_max(ops->conf);
     l.first = true;
     l.truncated = false;
     mom_buf_puts(&body, "{\"");
     mom_buf_puts(&body, key);
     mom_buf_puts(&body, "\":[");
-    if (mom_store_list(op->ops->st, which, mom_op_list_name, &l) !=
-        MOM_STORE_OK) {
+    if (mom_ops_list_names(ops, op->req->op, mask, mom_op_list_name, &l) !=
+        0) {
+        free(mask);
         mom_buf_free(&body);
         mom_op_error(op, 500, "Storage error");
         return;
     }
+    free(mask);
     if (l.truncated) {
         mom_log_warn("%s list truncated to fit a frame", key);
     }
@@ -241,7 +317,27 @@ mom_op_committed(void *data, const mom_result_t *res)
 {
     mom_op_t *op = data;
 
+    if (res->status == MOM_COMMIT_RETRY) {
+        mom_route_again(op, 0);
+        return;
+    }
     mom_op_finish(op, res->status, res->body.data, res->body.len, NULL);
+}
+
+void
+mom_ops_key(mom_ops_t *ops, Mom__Request *req)
+{
+    uint64_t seq;
+
+    if (req->producer != 0) {
+        return;
+    }
+    /* Unique per node across restarts: milliseconds << 12, kept strictly
+     * increasing (4096 commands per millisecond before it runs ahead). */
+    seq = (uint64_t)mom_ops_now_ms() << 12;
+    ops->sequence = seq > ops->sequence ? seq : ops->sequence + 1;
+    req->producer = ops->producer;
+    req->sequence = ops->sequence;
 }
 
 static void
@@ -249,21 +345,23 @@ mom_op_submit(mom_op_t *op, Mom__CommandOp kind, const char *password_hash)
 {
     Mom__Command cmd = MOM__COMMAND__INIT;
     mom_ops_t *ops = op->ops;
+    uint64_t leader = 0;
+    int rc;
 
+    mom_ops_key(ops, op->req);
     cmd.op = kind;
     cmd.name = op->req->name;
     cmd.user = op->req->user;
     cmd.content = op->req->content;
     cmd.password_hash = (char *)(password_hash ? password_hash : "");
     cmd.timestamp_ms = mom_ops_now_ms();
-    /* Unique per node across restarts: milliseconds << 12, kept strictly
-     * increasing (4096 commands per millisecond before it runs ahead). */
-    ops->sequence = (uint64_t)cmd.timestamp_ms << 12 > ops->sequence
-                        ? (uint64_t)cmd.timestamp_ms << 12
-                        : ops->sequence + 1;
-    cmd.producer = ops->producer;
-    cmd.sequence = ops->sequence;
-    if (mom_commit_submit(ops->commit, &cmd, mom_op_committed, op) != 0) {
+    cmd.producer = op->req->producer;
+    cmd.sequence = op->req->sequence;
+    rc = mom_commit_submit(ops->commit, op->partition, &cmd, mom_op_committed,
+                           op, &leader);
+    if (rc == MOM_COMMIT_NOT_LEADER) {
+        mom_route_again(op, leader);
+    } else if (rc != MOM_COMMIT_OK) {
         mom_op_error(op, 503, "Server shutting down");
     }
 }
@@ -287,17 +385,29 @@ mom_op_register(mom_op_t *op)
     const char *password = op->req->password;
     int rc;
 
-    /* Cheap early answer; the command's apply re-checks existence. */
+    /* Cheap early answer; the command's apply re-checks existence. A retry
+     * of a registration that committed gets its first answer. */
+    if (op->req->producer != 0) {
+        mom_buf_t body;
+        unsigned status = 0;
+
+        mom_buf_init(&body);
+        rc = mom_store_dedup_get(ops->st, op->req->producer,
+                                 op->req->sequence, &status, &body);
+        if (rc == MOM_STORE_OK) {
+            mom_op_finish_buf(op, status, &body);
+            return;
+        }
+        mom_buf_free(&body);
+    }
     rc = mom_store_user_hash(ops->st, op->req->name, NULL);
     if (rc == MOM_STORE_OK) {
-        mom_op_wipe_password(op);
         mom_op_error(op, 400, "User already exists");
         return;
     }
     rc = mom_auth_hash_async(ops->loop, password, strlen(password),
                              ops->conf->pbkdf2_iterations,
                              mom_op_register_hashed, op);
-    mom_op_wipe_password(op);
     if (rc != 0) {
         mom_op_error(op, 500, "Password hashing failed");
     }
@@ -325,7 +435,6 @@ mom_op_login(mom_op_t *op)
 
     rc = mom_store_user_hash(ops->st, op->req->name, &hash);
     if (rc == MOM_STORE_ERROR) {
-        mom_op_wipe_password(op);
         mom_op_error(op, 500, "Storage error");
         return;
     }
@@ -333,7 +442,6 @@ mom_op_login(mom_op_t *op)
                                ops->conf->pbkdf2_iterations,
                                mom_op_login_verified, op);
     free(hash);
-    mom_op_wipe_password(op);
     if (rc != 0) {
         mom_op_error(op, 500, "Password verification failed");
     }
@@ -395,33 +503,9 @@ mom_op_invalid(const mom_ops_t *ops, const Mom__Request *req)
 }
 
 void
-mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
+mom_ops_execute(mom_op_t *op)
 {
-    mom_ops_t *ops = data;
-    mom_op_t *op = malloc(sizeof(*op));
-    const char *invalid;
-
-    if (op == NULL) {
-        mom__request__free_unpacked(req, NULL);
-        mom_conn_reply(conn, 500, "{\"detail\":\"Out of memory\"}", 26, NULL);
-        return;
-    }
-    op->ops = ops;
-    op->conn = conn;
-    op->req = req;
-
-    invalid = mom_op_invalid(ops, req);
-    if (invalid != NULL) {
-        mom_op_wipe_password(op);
-        mom_op_error(op, 422, invalid);
-        return;
-    }
-    if (mom_op_needs_user(req->op) && !mom_name_valid(req->user)) {
-        mom_op_error(op, 401, "Not authenticated");
-        return;
-    }
-
-    switch (req->op) {
+    switch (op->req->op) {
     case MOM__OP__OP_REGISTER:
         mom_op_register(op);
         return;
@@ -429,24 +513,22 @@ mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
         mom_op_login(op);
         return;
     case MOM__OP__OP_LIST_USERS:
-        mom_op_list(op, MOM_LIST_USERS, "users");
-        return;
     case MOM__OP__OP_LIST_TOPICS:
-        mom_op_list(op, MOM_LIST_TOPICS, "topics");
-        return;
     case MOM__OP__OP_LIST_QUEUES:
-        mom_op_list(op, MOM_LIST_QUEUES, "queues");
+        mom_op_list(op);
         return;
     case MOM__OP__OP_HISTORY:
         mom_op_history(op);
         return;
     case MOM__OP__OP_SUBSCRIBE:
-        if (ops->sse == NULL) {
+        if (op->ops->sse == NULL || op->conn == NULL) {
             mom_op_error(op, 503, "Subscriptions unavailable");
             return;
         }
-        free(op); /* the subscription owns req and answers */
-        mom_sse_subscribe(ops->sse, conn, req);
+        /* The subscription owns req and answers. */
+        mom_route_forget(op);
+        mom_sse_subscribe(op->ops->sse, op->conn, op->req);
+        free(op);
         return;
     case MOM__OP__OP_CREATE_TOPIC:
         mom_op_submit(op, MOM__COMMAND_OP__CMD_CREATE_TOPIC, NULL);
@@ -472,4 +554,67 @@ mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
     default:
         mom_op_error(op, 422, "Unknown operation");
     }
+}
+
+/* Validates a request from either side, then routes it. */
+static void
+mom_ops_start(mom_op_t *op)
+{
+    const Mom__Request *req = op->req;
+    const char *invalid = mom_op_invalid(op->ops, req);
+
+    if (invalid != NULL) {
+        mom_op_error(op, 422, invalid);
+        return;
+    }
+    if (mom_op_needs_user(req->op) && !mom_name_valid(req->user)) {
+        mom_op_error(op, 401, "Not authenticated");
+        return;
+    }
+    if (req->op < MOM__OP__OP_REGISTER || req->op > MOM__OP__OP_RECEIVE) {
+        mom_op_error(op, 422, "Unknown operation");
+        return;
+    }
+    mom_route(op);
+}
+
+void
+mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
+{
+    mom_ops_t *ops = data;
+    mom_op_t *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        mom__request__free_unpacked(req, NULL);
+        mom_conn_reply(conn, 500, "{\"detail\":\"Out of memory\"}", 26, NULL);
+        return;
+    }
+    op->ops = ops;
+    op->conn = conn;
+    op->req = req;
+    mom_ops_start(op);
+}
+
+void
+mom_ops_forwarded(mom_ops_t *ops, Mom__Request *req,
+                  struct mom_served_s *served)
+{
+    mom_op_t *op = calloc(1, sizeof(*op));
+
+    if (op == NULL) {
+        Mom__Response resp = MOM__RESPONSE__INIT;
+
+        mom__request__free_unpacked(req, NULL);
+        resp.status = 500;
+        resp.body.data = (uint8_t *)"{\"detail\":\"Out of memory\"}";
+        resp.body.len = 26;
+        mom_cluster_answer(served, &resp);
+        return;
+    }
+    op->ops = ops;
+    op->served = served;
+    op->forwarded = true;
+    op->req = req;
+    mom_cluster_attach(served, op);
+    mom_ops_start(op);
 }

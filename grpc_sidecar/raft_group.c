@@ -470,7 +470,9 @@ group_submit_proposals(mom_raft_group_t *g, uint64_t now_ms)
         fprintf(stderr, "momd: raft: out of memory\n");
         abort();
     }
-    memcpy(batch, g->prop_data, g->prop_len);
+    if (g->prop_len > 0) { /* only empty entries: prop_data may be NULL */
+        memcpy(batch, g->prop_data, g->prop_len);
+    }
     for (i = 0; i < g->n_props; i++) {
         entries[i].term = raft_current_term(&g->raft);
         entries[i].type = RAFT_COMMAND;

@@ -21,6 +21,7 @@
 
 #include "commit.h"
 #include "ops.h"
+#include "placement.h"
 #include "server.h"
 #include "sse.h"
 #include "store.h"
@@ -32,6 +33,7 @@ typedef struct {
     mom_conf_t conf;
     mom_store_t *st;
     mom_sse_t *sse;
+    mom_placement_t *pl;
     mom_commit_t *commit;
     mom_ops_t ops;
     mom_server_t *server;
@@ -61,9 +63,12 @@ setup(void **state)
     assert_non_null(d->st);
     d->sse = mom_sse_new(&d->loop, &d->conf, d->st);
     assert_non_null(d->sse);
-    d->commit = mom_commit_new(&d->loop, d->st, mom_sse_applied, d->sse);
+    d->pl = mom_placement_new(&d->conf);
+    assert_non_null(d->pl);
+    d->commit = mom_commit_new(&d->loop, d->st, &d->conf, d->pl,
+                               mom_sse_applied, d->sse);
     assert_non_null(d->commit);
-    mom_ops_init(&d->ops, &d->loop, &d->conf, d->st, d->commit);
+    mom_ops_init(&d->ops, &d->loop, &d->conf, d->st, d->pl, d->commit);
     d->ops.sse = d->sse;
     d->server = mom_server_new(&d->loop, &d->conf, mom_ops_handle, &d->ops);
     assert_int_equal(mom_server_listen(d->server, d->sock), 0);
@@ -80,10 +85,12 @@ teardown(void **state)
 
     mom_sse_shutdown(d->sse);
     mom_server_close(d->server);
+    mom_ops_close(&d->ops);
     mom_commit_close(d->commit);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&d->loop), 0);
     mom_store_close(d->st);
+    mom_placement_free(d->pl);
     mom_conf_free(&d->conf);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", d->dir);
     assert_int_equal(system(cmd), 0);

@@ -1,0 +1,653 @@
+/*
+ * The cluster side of momd (cluster.h): the peer service's handlers, the
+ * Raft transport, forwarding calls and the status file.
+ *
+ * Raft transport: the driver's messages are queued per destination during
+ * a loop iteration and sent as one RaftBatch when the commit path flushes.
+ * At most one Raft call is in flight per destination; what is queued
+ * meanwhile leaves when it completes. This keeps the per-destination order
+ * the driver requires (separate concurrent calls may be served out of
+ * order) and batches naturally under load. A destination that does not
+ * answer costs one call deadline; what queues behind it is bounded and the
+ * excess dropped (Raft resends from its own state).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "log.h"
+#include "peer.pb-c.h"
+#include "relay.h"
+
+/* A Raft call waits this long for the destination (a stopped node). */
+#define MOM_CLUSTER_RAFT_DEADLINE_MS 1000
+/* Bytes queued for one destination before messages are dropped. */
+#define MOM_CLUSTER_RAFT_QUEUE (8 * 1024 * 1024)
+/* Role changes are written to the status file at most this often. */
+#define MOM_CLUSTER_STATUS_MS 100
+
+typedef struct {
+    uint32_t group;
+    size_t len;
+    uint8_t *data;
+} mom_raft_out_t;
+
+typedef struct {
+    mom_cluster_t *cl;
+    uint32_t id;
+    mom_peer_channel *ch;
+    mom_raft_out_t *q;
+    size_t n, cap, bytes;
+    bool in_flight;
+    uint64_t dropped;
+} mom_dest_t;
+
+typedef enum { MOM_SERVED_FORWARD, MOM_SERVED_STREAM } mom_served_kind_t;
+
+struct mom_served_s {
+    mom_served_t *prev, *next;
+    mom_cluster_t *cl;
+    mom_peer_srv *call;
+    mom_served_kind_t kind;
+    void *ctx; /* the op (Forward) or the relay (Subscribe) */
+};
+
+struct mom_cluster_s {
+    uv_loop_t *loop;
+    const mom_conf_t *conf;
+    const mom_placement_t *pl;
+    mom_commit_t *commit;
+    mom_ops_t *ops;
+    mom_peer *peer;
+    mom_dest_t *dests; /* one per member, self included (unused) */
+    size_t n_dests;
+    mom_served_t *served;
+    bool *leads;
+    uv_timer_t status_timer;
+    bool status_dirty;
+    char *status_path;
+    bool stopped;
+};
+
+/* --- Raft transport ---------------------------------------------------------- */
+
+static mom_dest_t *
+mom_cluster_dest(mom_cluster_t *cl, uint64_t id)
+{
+    for (size_t i = 0; i < cl->n_dests; i++) {
+        if (cl->dests[i].id == id) {
+            return &cl->dests[i];
+        }
+    }
+    return NULL;
+}
+
+static void
+mom_cluster_raft_queue(void *ctx, uint32_t group, uint64_t to,
+                       const uint8_t *buf, size_t len)
+{
+    mom_cluster_t *cl = ctx;
+    mom_dest_t *d = mom_cluster_dest(cl, to);
+    mom_raft_out_t *q;
+
+    if (d == NULL || d->ch == NULL || cl->stopped) {
+        return;
+    }
+    if (d->bytes + len > MOM_CLUSTER_RAFT_QUEUE) {
+        d->dropped++;
+        return;
+    }
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 64;
+
+        q = realloc(d->q, cap * sizeof(*q));
+        if (q == NULL) {
+            d->dropped++;
+            return;
+        }
+        d->q = q;
+        d->cap = cap;
+    }
+    q = &d->q[d->n];
+    q->data = malloc(len > 0 ? len : 1);
+    if (q->data == NULL) {
+        d->dropped++;
+        return;
+    }
+    memcpy(q->data, buf, len);
+    q->group = group;
+    q->len = len;
+    d->n++;
+    d->bytes += len;
+}
+
+static void mom_cluster_raft_send(mom_dest_t *d);
+
+static void
+mom_cluster_raft_sent(void *ctx, grpc_status_code status, const char *detail,
+                      const uint8_t *buf, size_t len)
+{
+    mom_dest_t *d = ctx;
+
+    d->in_flight = false;
+    if (status != GRPC_STATUS_OK) {
+        mom_log_debug("raft batch to node %u: %d %s", d->id, (int)status,
+                      detail);
+    }
+    if (!d->cl->stopped) {
+        mom_cluster_raft_send(d);
+    }
+}
+
+static void
+mom_cluster_raft_clear(mom_dest_t *d)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        free(d->q[i].data);
+    }
+    d->n = 0;
+    d->bytes = 0;
+}
+
+static void
+mom_cluster_raft_send(mom_dest_t *d)
+{
+    mom_cluster_t *cl = d->cl;
+    Mom__RaftBatch batch = MOM__RAFT_BATCH__INIT;
+    Mom__RaftMessage *msgs, **ptrs;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    if (d->in_flight || d->n == 0) {
+        return;
+    }
+    msgs = calloc(d->n, sizeof(*msgs));
+    ptrs = calloc(d->n, sizeof(*ptrs));
+    if (msgs == NULL || ptrs == NULL) {
+        free(msgs);
+        free(ptrs);
+        mom_cluster_raft_clear(d);
+        return;
+    }
+    for (size_t i = 0; i < d->n; i++) {
+        mom__raft_message__init(&msgs[i]);
+        msgs[i].group = d->q[i].group;
+        msgs[i].from = mom_placement_self(cl->pl);
+        msgs[i].to = d->id;
+        msgs[i].data.data = d->q[i].data;
+        msgs[i].data.len = d->q[i].len;
+        ptrs[i] = &msgs[i];
+    }
+    batch.from_node = mom_placement_self(cl->pl);
+    batch.to_node = d->id;
+    batch.n_messages = d->n;
+    batch.messages = ptrs;
+    len = mom__raft_batch__get_packed_size(&batch);
+    buf = malloc(len > 0 ? len : 1);
+    if (buf != NULL) {
+        mom__raft_batch__pack(&batch, buf);
+    }
+    free(msgs);
+    free(ptrs);
+    mom_cluster_raft_clear(d);
+    if (buf == NULL) {
+        return;
+    }
+    rc = mom_peer_call(d->ch, MOM_PEER_PATH_RAFT, buf, len,
+                       MOM_CLUSTER_RAFT_DEADLINE_MS, mom_cluster_raft_sent, d);
+    free(buf);
+    d->in_flight = rc == 0;
+}
+
+static void
+mom_cluster_raft_flush(void *ctx)
+{
+    mom_cluster_t *cl = ctx;
+
+    for (size_t i = 0; i < cl->n_dests; i++) {
+        mom_cluster_raft_send(&cl->dests[i]);
+    }
+}
+
+static void
+mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
+                          mom_peer_srv *call)
+{
+    Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
+    Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
+    uint8_t out[16];
+
+    if (batch == NULL) {
+        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
+                       "undecodable RaftBatch");
+        return;
+    }
+    if (batch->to_node == mom_placement_self(cl->pl)) {
+        for (size_t i = 0; i < batch->n_messages; i++) {
+            Mom__RaftMessage *m = batch->messages[i];
+
+            if (m->from != batch->from_node ||
+                !mom_commit_hosts(cl->commit, m->group)) {
+                continue;
+            }
+            mom_commit_receive(cl->commit, m->group, m->from, m->data.data,
+                               m->data.len);
+            ack.accepted++;
+        }
+    }
+    mom__raft_batch__free_unpacked(batch, NULL);
+    len = mom__raft_ack__pack(&ack, out);
+    mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
+}
+
+/* --- status file ---------------------------------------------------------------- */
+
+static void
+mom_cluster_status_write(mom_cluster_t *cl)
+{
+    uint32_t n = mom_placement_partitions(cl->pl);
+    char tmp[4096];
+    FILE *f;
+
+    cl->status_dirty = false;
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", cl->status_path) >=
+        (int)sizeof(tmp)) {
+        return;
+    }
+    f = fopen(tmp, "w");
+    if (f == NULL) {
+        mom_log_warn("%s: %s", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "node %" PRIu32 "\nleads", mom_placement_self(cl->pl));
+    for (uint32_t p = 0; p < n; p++) {
+        if (cl->leads[p]) {
+            fprintf(f, " %" PRIu32, p);
+        }
+    }
+    fprintf(f, "\n");
+    if (fclose(f) != 0 || rename(tmp, cl->status_path) != 0) {
+        mom_log_warn("%s: %s", cl->status_path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+static void
+mom_cluster_status_due(uv_timer_t *t)
+{
+    mom_cluster_status_write(t->data);
+}
+
+static void
+mom_cluster_role(void *ctx, uint32_t group, bool is_leader, uint64_t leader)
+{
+    mom_cluster_t *cl = ctx;
+
+    if (leader != 0 && cl->ops->leader_cache != NULL && leader <= UINT32_MAX) {
+        cl->ops->leader_cache[group] = (uint32_t)leader;
+    }
+    if (cl->leads[group] == is_leader) {
+        return;
+    }
+    cl->leads[group] = is_leader;
+    if (!cl->status_dirty && !cl->stopped) {
+        cl->status_dirty = true;
+        uv_timer_start(&cl->status_timer, mom_cluster_status_due,
+                       MOM_CLUSTER_STATUS_MS, 0);
+    }
+}
+
+/* --- served calls ------------------------------------------------------------- */
+
+static mom_served_t *
+mom_served_new(mom_cluster_t *cl, mom_peer_srv *call, mom_served_kind_t kind)
+{
+    mom_served_t *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return NULL;
+    }
+    s->cl = cl;
+    s->call = call;
+    s->kind = kind;
+    s->next = cl->served;
+    if (cl->served != NULL) {
+        cl->served->prev = s;
+    }
+    cl->served = s;
+    return s;
+}
+
+static void
+mom_served_free(mom_served_t *s)
+{
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else {
+        s->cl->served = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    }
+    free(s);
+}
+
+void
+mom_cluster_attach(mom_served_t *s, mom_op_t *op)
+{
+    s->ctx = op;
+}
+
+void
+mom_cluster_answer(mom_served_t *s, const Mom__Response *resp)
+{
+    size_t len = mom__response__get_packed_size(resp);
+    uint8_t *buf = malloc(len > 0 ? len : 1);
+
+    if (buf == NULL) {
+        mom_peer_reply(s->call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                       "out of memory");
+    } else {
+        mom__response__pack(resp, buf);
+        mom_peer_reply(s->call, GRPC_STATUS_OK, buf, len, NULL);
+        free(buf);
+    }
+    mom_served_free(s);
+}
+
+void
+mom_cluster_served_end(mom_served_t *s)
+{
+    mom_served_free(s);
+}
+
+static void
+mom_cluster_forward_received(mom_cluster_t *cl, const uint8_t *req,
+                             size_t len, mom_peer_srv *call)
+{
+    Mom__Request *r = mom__request__unpack(NULL, len, req);
+    mom_served_t *s;
+
+    if (r == NULL) {
+        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
+                       "undecodable Request");
+        return;
+    }
+    s = mom_served_new(cl, call, MOM_SERVED_FORWARD);
+    if (s == NULL) {
+        mom__request__free_unpacked(r, NULL);
+        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                       "out of memory");
+        return;
+    }
+    mom_ops_forwarded(cl->ops, r, s);
+}
+
+static void
+mom_cluster_unary(void *ctx, int method, const uint8_t *req, size_t len,
+                  mom_peer_srv *call)
+{
+    mom_cluster_t *cl = ctx;
+
+    if (method == MOM_PEER_RAFT) {
+        mom_cluster_raft_received(cl, req, len, call);
+    } else if (method == MOM_PEER_FORWARD) {
+        mom_cluster_forward_received(cl, req, len, call);
+    } else {
+        mom_peer_reply(call, GRPC_STATUS_UNIMPLEMENTED, NULL, 0,
+                       "unknown method");
+    }
+}
+
+static void
+mom_cluster_stream(void *ctx, int method, const uint8_t *req, size_t len,
+                   mom_peer_srv *call)
+{
+    mom_cluster_t *cl = ctx;
+    mom_served_t *s;
+
+    if (method != MOM_PEER_SUBSCRIBE) {
+        mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    s = mom_served_new(cl, call, MOM_SERVED_STREAM);
+    if (s == NULL) {
+        mom_peer_stream_end(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                            "out of memory");
+        return;
+    }
+    s->ctx = mom_relay_serve(cl->ops, s, call, req, len);
+    if (s->ctx == NULL) {
+        mom_served_free(s);
+    }
+}
+
+static void
+mom_cluster_closed(void *ctx, mom_peer_srv *call)
+{
+    mom_cluster_t *cl = ctx;
+    mom_served_t *s;
+
+    for (s = cl->served; s != NULL; s = s->next) {
+        if (s->call != call) {
+            continue;
+        }
+        if (s->kind == MOM_SERVED_FORWARD) {
+            if (s->ctx != NULL) {
+                ((mom_op_t *)s->ctx)->served = NULL;
+            }
+        } else if (s->ctx != NULL) {
+            mom_relay_serve_closed(s->ctx);
+        }
+        mom_served_free(s);
+        return;
+    }
+}
+
+/* --- forwarding (client) ---------------------------------------------------------- */
+
+typedef struct {
+    mom_cluster_forward_cb cb;
+    void *ctx;
+} mom_forward_t;
+
+static void
+mom_cluster_forward_done(void *ctx, grpc_status_code status,
+                         const char *detail, const uint8_t *buf, size_t len)
+{
+    mom_forward_t *f = ctx;
+    Mom__Response *resp = NULL;
+
+    if (status == GRPC_STATUS_OK) {
+        resp = mom__response__unpack(NULL, len, buf);
+        if (resp == NULL) {
+            status = GRPC_STATUS_INTERNAL;
+        }
+    }
+    f->cb(f->ctx, status, resp);
+    if (resp != NULL) {
+        mom__response__free_unpacked(resp, NULL);
+    }
+    free(f);
+}
+
+static mom_peer_channel *
+mom_cluster_channel(mom_cluster_t *cl, uint32_t node)
+{
+    mom_dest_t *d = mom_cluster_dest(cl, node);
+
+    return d != NULL && !cl->stopped ? d->ch : NULL;
+}
+
+int
+mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
+                    int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
+{
+    mom_peer_channel *ch = mom_cluster_channel(cl, node);
+    size_t len = mom__request__get_packed_size(req);
+    mom_forward_t *f;
+    uint8_t *buf;
+    int rc;
+
+    if (ch == NULL) {
+        return -1;
+    }
+    f = malloc(sizeof(*f));
+    buf = malloc(len > 0 ? len : 1);
+    if (f == NULL || buf == NULL) {
+        free(f);
+        free(buf);
+        return -1;
+    }
+    f->cb = cb;
+    f->ctx = ctx;
+    mom__request__pack(req, buf);
+    rc = mom_peer_call(ch, MOM_PEER_PATH_FORWARD, buf, len, deadline_ms,
+                       mom_cluster_forward_done, f);
+    /* The buffer may hold a password. */
+    memset(buf, 0, len);
+    free(buf);
+    if (rc != 0) {
+        free(f);
+    }
+    return rc;
+}
+
+mom_peer_stream *
+mom_cluster_subscribe(mom_cluster_t *cl, uint32_t node,
+                      const Mom__Request *req, const mom_peer_stream_cbs *cbs,
+                      void *ctx)
+{
+    mom_peer_channel *ch = mom_cluster_channel(cl, node);
+    size_t len = mom__request__get_packed_size(req);
+    mom_peer_stream *s;
+    uint8_t *buf;
+
+    if (ch == NULL || (buf = malloc(len > 0 ? len : 1)) == NULL) {
+        return NULL;
+    }
+    mom__request__pack(req, buf);
+    s = mom_peer_stream_call(ch, MOM_PEER_PATH_SUBSCRIBE, buf, len, 0, cbs,
+                             ctx);
+    free(buf);
+    return s;
+}
+
+/* --- start / stop ----------------------------------------------------------------- */
+
+static const mom_peer_handlers mom_cluster_handlers = {
+    .methods = mom_peer_service,
+    .nmethods = MOM_PEER_NMETHODS,
+    .unary = mom_cluster_unary,
+    .stream = mom_cluster_stream,
+    .closed = mom_cluster_closed,
+};
+
+mom_cluster_t *
+mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
+                  const mom_placement_t *pl, mom_commit_t *commit,
+                  mom_ops_t *ops)
+{
+    mom_cluster_t *cl = calloc(1, sizeof(*cl));
+    mom_commit_transport_t tr = {
+        .send = mom_cluster_raft_queue,
+        .flush = mom_cluster_raft_flush,
+        .role = mom_cluster_role,
+    };
+    uint32_t self = mom_placement_self(pl), id;
+    const char *listen;
+    size_t n = mom_placement_members(pl), plen;
+
+    if (cl == NULL) {
+        return NULL;
+    }
+    cl->loop = loop;
+    cl->conf = conf;
+    cl->pl = pl;
+    cl->commit = commit;
+    cl->ops = ops;
+    cl->leads = calloc(mom_placement_partitions(pl), sizeof(bool));
+    cl->dests = calloc(n, sizeof(*cl->dests));
+    plen = strlen(conf->data_dir) + sizeof("/status");
+    cl->status_path = malloc(plen);
+    if (cl->leads == NULL || cl->dests == NULL || cl->status_path == NULL) {
+        goto failed;
+    }
+    snprintf(cl->status_path, plen, "%s/status", conf->data_dir);
+    listen = mom_placement_grpc_addr(pl, self);
+    if (listen != NULL) {
+        cl->peer = mom_peer_start(loop, listen, &mom_cluster_handlers, cl,
+                                  NULL);
+        if (cl->peer == NULL) {
+            mom_log_error("cannot serve the peer service on %s", listen);
+            goto failed;
+        }
+        mom_log_info("peer service on %s", listen);
+    }
+    for (size_t i = 0; i < n; i++) {
+        id = mom_placement_member_id(pl, i);
+        cl->dests[cl->n_dests].cl = cl;
+        cl->dests[cl->n_dests].id = id;
+        if (id != self && cl->peer != NULL) {
+            cl->dests[cl->n_dests].ch = mom_peer_channel_get(
+                cl->peer, mom_placement_grpc_addr(pl, id));
+        }
+        cl->n_dests++;
+    }
+    uv_timer_init(loop, &cl->status_timer);
+    cl->status_timer.data = cl;
+    ops->cluster = cl;
+    tr.ctx = cl;
+    mom_commit_set_transport(commit, &tr);
+    mom_cluster_status_write(cl);
+    return cl;
+
+failed:
+    free(cl->leads);
+    free(cl->dests);
+    free(cl->status_path);
+    free(cl);
+    return NULL;
+}
+
+static void
+mom_cluster_freed(uv_handle_t *h)
+{
+    mom_cluster_t *cl = h->data;
+
+    for (size_t i = 0; i < cl->n_dests; i++) {
+        mom_cluster_raft_clear(&cl->dests[i]);
+        free(cl->dests[i].q);
+    }
+    free(cl->dests);
+    free(cl->leads);
+    free(cl->status_path);
+    free(cl);
+}
+
+void
+mom_cluster_stop(mom_cluster_t *cl)
+{
+    mom_commit_transport_t none = {0};
+
+    cl->stopped = true;
+    mom_commit_set_transport(cl->commit, &none);
+    if (cl->peer != NULL) {
+        /* Cancels our calls (callbacks run now) and closes served ones. */
+        mom_peer_stop(cl->peer);
+        cl->peer = NULL;
+    }
+    while (cl->served != NULL) {
+        mom_cluster_closed(cl, cl->served->call);
+    }
+    for (uint32_t p = 0; p < mom_placement_partitions(cl->pl); p++) {
+        cl->leads[p] = false;
+    }
+    mom_cluster_status_write(cl);
+    cl->ops->cluster = NULL;
+    uv_close((uv_handle_t *)&cl->status_timer, mom_cluster_freed);
+}
