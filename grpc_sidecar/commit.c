@@ -20,6 +20,7 @@
 #include "commit.h"
 #include "log.h"
 #include "raft_group.h"
+#include "snapshot.h"
 
 /* Flushes per loop iteration: a single voter commits its own entries one
  * flush after writing them; more rounds only while there is work. */
@@ -182,25 +183,31 @@ static int
 mom_commit_snapshot_take(void *ctx, uint32_t group, uint8_t **buf,
                          size_t *len)
 {
-    /* Snapshots are off until the state machine can serialize one
-     * partition (snapshot.c). */
-    (void)ctx;
-    (void)group;
-    *buf = NULL;
-    *len = 0;
-    return -1;
+    mom_commit_t *c = ctx;
+    sqlite3 *db = mom_store_db(c->st);
+    bool own = sqlite3_get_autocommit(db) != 0;
+    int rc;
+
+    /* One read transaction: a consistent view of the partition. */
+    if (own && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
+        return -1;
+    }
+    rc = mom_snapshot_take(c->st, c->n_parts, group, buf, len);
+    if (own) {
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
+    return rc;
 }
 
 static int
 mom_commit_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf,
                             size_t len, uint64_t index)
 {
-    (void)ctx;
-    (void)buf;
-    (void)len;
-    mom_log_error("group %" PRIu32 ": cannot restore snapshot %" PRIu64, group,
-                  index);
-    return -1;
+    mom_commit_t *c = ctx;
+
+    mom_log_info("partition %" PRIu32 ": installing a snapshot at %" PRIu64,
+                 group, index);
+    return mom_snapshot_restore(c->st, c->n_parts, group, buf, len, index);
 }
 
 /* --- delivery (outside mom_raft_* calls) ----------------------------------- */
@@ -419,7 +426,6 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     c->parts = calloc(c->n_parts, sizeof(*c->parts));
     cb.ctx = c;
     mom_raft_options_default(&opt);
-    opt.snapshot_threshold = 0; /* until partitions can be serialized */
     opt.seed = (uint64_t)uv_hrtime();
     if (c->parts == NULL) {
         free(c);

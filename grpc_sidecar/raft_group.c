@@ -193,6 +193,9 @@ group_report_role(mom_raft_group_t *g)
         waiters_abort_from(g, 0);
     }
     if (is_leader != g->is_leader || leader != g->leader_id) {
+        if (is_leader != g->is_leader) {
+            g->leader_tick = 0;
+        }
         g->is_leader = is_leader;
         g->leader_id = leader;
         g->m->cb.role_changed(g->m->cb.ctx, g->id, is_leader, leader);
@@ -545,6 +548,30 @@ mom_raft_receive(mom_raft_t *m, uint32_t group, uint64_t from,
     return MOM_RAFT_OK;
 }
 
+/*
+ * When a group's timeout fires. A leader is ticked at most once per
+ * heartbeat interval: at every leader timeout libraft checks that each
+ * follower answered since its previous successful check, and puts the
+ * followers that did not back in probe mode (one message per heartbeat
+ * interval, so a new entry waits up to a heartbeat before it is sent).
+ * libraft's leader timeouts are staggered per follower, a few ms apart once
+ * entries were sent; without this spacing an answer still in flight for a
+ * few ms is enough to lose pipelining.
+ */
+static uint64_t
+group_due(const mom_raft_group_t *g)
+{
+    uint64_t due = g->timeout, spaced;
+
+    if (due != 0 && g->leader_tick != 0 && g->is_leader) {
+        spaced = g->leader_tick + g->m->opt.heartbeat_timeout_ms;
+        if (due < spaced) {
+            due = spaced;
+        }
+    }
+    return due;
+}
+
 void
 mom_raft_tick(mom_raft_t *m, uint64_t now_ms)
 {
@@ -554,7 +581,9 @@ mom_raft_tick(mom_raft_t *m, uint64_t now_ms)
 
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
-        if (g->timeout != 0 && g->timeout <= now_ms) {
+        if (g->timeout != 0 && group_due(g) <= now_ms) {
+            g->leader_tick =
+                raft_state(&g->raft) == RAFT_LEADER ? now_ms : 0;
             memset(&ev, 0, sizeof ev);
             ev.type = RAFT_TIMEOUT;
             group_step(g, &ev, now_ms, NULL);
@@ -565,12 +594,13 @@ mom_raft_tick(mom_raft_t *m, uint64_t now_ms)
 uint64_t
 mom_raft_next_deadline(const mom_raft_t *m)
 {
-    uint64_t t = UINT64_MAX;
+    uint64_t t = UINT64_MAX, due;
     size_t i;
 
     for (i = 0; i < m->n_groups; i++) {
-        if (m->groups[i]->timeout != 0 && m->groups[i]->timeout < t) {
-            t = m->groups[i]->timeout;
+        due = group_due(m->groups[i]);
+        if (due != 0 && due < t) {
+            t = due;
         }
     }
     return t;
