@@ -5,7 +5,7 @@
 #   make stop     stop the local cluster
 #   make test     install deps if missing, build, run every test
 
-NODES      ?= 1
+NODES      ?= 3
 BUILD      := $(CURDIR)/build
 GEN        := $(BUILD)/gen
 NGX_SRC    := /usr/share/nginx/src

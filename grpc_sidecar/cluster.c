@@ -28,6 +28,12 @@
 #define MOM_CLUSTER_RAFT_QUEUE (8 * 1024 * 1024)
 /* Role changes are written to the status file at most this often. */
 #define MOM_CLUSTER_STATUS_MS 100
+/* Leadership goes back to a partition's preferred leader (the first of its
+ * replicas on the ring) once that node has answered Raft calls for a while:
+ * leaders then spread over the members as evenly as the ring does. */
+#define MOM_CLUSTER_BALANCE_MS 1000
+#define MOM_CLUSTER_BALANCE_UP_MS 3000
+#define MOM_CLUSTER_BALANCE_PER_ROUND 8
 
 typedef struct {
     uint32_t group;
@@ -43,6 +49,7 @@ typedef struct {
     size_t n, cap, bytes;
     bool in_flight;
     uint64_t dropped;
+    uint64_t up_since; /* first success after a failure; 0: failing */
 } mom_dest_t;
 
 typedef enum { MOM_SERVED_FORWARD, MOM_SERVED_STREAM } mom_served_kind_t;
@@ -66,9 +73,12 @@ struct mom_cluster_s {
     size_t n_dests;
     mom_served_t *served;
     bool *leads;
+    uint64_t *lead_since;
     uv_timer_t status_timer;
+    uv_timer_t balance_timer;
     bool status_dirty;
     char *status_path;
+    int open_handles;
     bool stopped;
 };
 
@@ -136,6 +146,9 @@ mom_cluster_raft_sent(void *ctx, grpc_status_code status, const char *detail,
     if (status != GRPC_STATUS_OK) {
         mom_log_debug("raft batch to node %u: %d %s", d->id, (int)status,
                       detail);
+        d->up_since = 0;
+    } else if (d->up_since == 0) {
+        d->up_since = uv_now(d->cl->loop);
     }
     if (!d->cl->stopped) {
         mom_cluster_raft_send(d);
@@ -294,10 +307,48 @@ mom_cluster_role(void *ctx, uint32_t group, bool is_leader, uint64_t leader)
         return;
     }
     cl->leads[group] = is_leader;
+    cl->lead_since[group] = is_leader ? uv_now(cl->loop) : 0;
     if (!cl->status_dirty && !cl->stopped) {
         cl->status_dirty = true;
         uv_timer_start(&cl->status_timer, mom_cluster_status_due,
                        MOM_CLUSTER_STATUS_MS, 0);
+    }
+}
+
+/* Moves some leaderships to their partitions' preferred leaders. */
+static void
+mom_cluster_balance(uv_timer_t *t)
+{
+    mom_cluster_t *cl = t->data;
+    uint32_t self = mom_placement_self(cl->pl);
+    uint64_t now = uv_now(cl->loop);
+    const uint32_t *replicas;
+    unsigned moved = 0;
+    mom_dest_t *d;
+    size_t n;
+
+    for (uint32_t p = 0; p < mom_placement_partitions(cl->pl) &&
+                         moved < MOM_CLUSTER_BALANCE_PER_ROUND;
+         p++) {
+        if (!cl->leads[p] ||
+            now - cl->lead_since[p] < MOM_CLUSTER_BALANCE_UP_MS) {
+            continue;
+        }
+        replicas = mom_placement_replicas(cl->pl, p, &n);
+        if (n == 0 || replicas[0] == self) {
+            continue;
+        }
+        d = mom_cluster_dest(cl, replicas[0]);
+        if (d == NULL || d->up_since == 0 ||
+            now - d->up_since < MOM_CLUSTER_BALANCE_UP_MS) {
+            continue;
+        }
+        if (mom_commit_transfer(cl->commit, p, replicas[0]) == 0) {
+            mom_log_debug("partition %u: leadership to node %u", p,
+                          replicas[0]);
+            cl->lead_since[p] = now; /* not again before it settles */
+            moved++;
+        }
     }
 }
 
@@ -571,10 +622,12 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
     cl->commit = commit;
     cl->ops = ops;
     cl->leads = calloc(mom_placement_partitions(pl), sizeof(bool));
+    cl->lead_since = calloc(mom_placement_partitions(pl), sizeof(uint64_t));
     cl->dests = calloc(n, sizeof(*cl->dests));
     plen = strlen(conf->data_dir) + sizeof("/status");
     cl->status_path = malloc(plen);
-    if (cl->leads == NULL || cl->dests == NULL || cl->status_path == NULL) {
+    if (cl->leads == NULL || cl->lead_since == NULL || cl->dests == NULL ||
+        cl->status_path == NULL) {
         goto failed;
     }
     snprintf(cl->status_path, plen, "%s/status", conf->data_dir);
@@ -599,7 +652,13 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
         cl->n_dests++;
     }
     uv_timer_init(loop, &cl->status_timer);
+    uv_timer_init(loop, &cl->balance_timer);
     cl->status_timer.data = cl;
+    cl->balance_timer.data = cl;
+    if (cl->peer != NULL) {
+        uv_timer_start(&cl->balance_timer, mom_cluster_balance,
+                       MOM_CLUSTER_BALANCE_MS, MOM_CLUSTER_BALANCE_MS);
+    }
     ops->cluster = cl;
     tr.ctx = cl;
     mom_commit_set_transport(commit, &tr);
@@ -608,6 +667,7 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
 
 failed:
     free(cl->leads);
+    free(cl->lead_since);
     free(cl->dests);
     free(cl->status_path);
     free(cl);
@@ -619,12 +679,16 @@ mom_cluster_freed(uv_handle_t *h)
 {
     mom_cluster_t *cl = h->data;
 
+    if (--cl->open_handles > 0) {
+        return;
+    }
     for (size_t i = 0; i < cl->n_dests; i++) {
         mom_cluster_raft_clear(&cl->dests[i]);
         free(cl->dests[i].q);
     }
     free(cl->dests);
     free(cl->leads);
+    free(cl->lead_since);
     free(cl->status_path);
     free(cl);
 }
@@ -649,5 +713,7 @@ mom_cluster_stop(mom_cluster_t *cl)
     }
     mom_cluster_status_write(cl);
     cl->ops->cluster = NULL;
+    cl->open_handles = 2;
     uv_close((uv_handle_t *)&cl->status_timer, mom_cluster_freed);
+    uv_close((uv_handle_t *)&cl->balance_timer, mom_cluster_freed);
 }

@@ -538,6 +538,21 @@ mom_commit_hosts(const mom_commit_t *c, uint32_t partition)
     return partition < c->n_parts && c->parts[partition].hosted;
 }
 
+int
+mom_commit_transfer(mom_commit_t *c, uint32_t partition, uint64_t node)
+{
+    int rc;
+
+    if (c->closing || partition >= c->n_parts ||
+        !c->parts[partition].is_leader) {
+        return -1;
+    }
+    rc = mom_raft_transfer(c->raft, partition, node, uv_now(c->loop));
+    mom_commit_deliver(c);
+    mom_commit_kick(c);
+    return rc == MOM_RAFT_OK ? 0 : -1;
+}
+
 void
 mom_commit_receive(mom_commit_t *c, uint32_t group, uint64_t from,
                    const uint8_t *buf, size_t len)

@@ -97,6 +97,10 @@ bool mom_commit_ready(const mom_commit_t *c, uint32_t partition,
 /* Whether this node hosts the partition's group. */
 bool mom_commit_hosts(const mom_commit_t *c, uint32_t partition);
 
+/* Asks this node's leadership of the partition to move to `node` (a
+ * caught-up follower). 0 when the transfer started. */
+int mom_commit_transfer(mom_commit_t *c, uint32_t partition, uint64_t node);
+
 /* A Raft message from node `from` for `group` (the transport's receive). */
 void mom_commit_receive(mom_commit_t *c, uint32_t group, uint64_t from,
                         const uint8_t *buf, size_t len);
