@@ -82,7 +82,8 @@ struct mom_cluster_s {
     bool stopped;
 };
 
-/* --- Raft transport ---------------------------------------------------------- */
+/* --- Raft transport ----------------------------------------------------------
+ */
 
 static mom_dest_t *
 mom_cluster_dest(mom_cluster_t *cl, uint64_t id)
@@ -257,7 +258,8 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
     mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
 }
 
-/* --- status file ---------------------------------------------------------------- */
+/* --- status file
+ * ---------------------------------------------------------------- */
 
 static void
 mom_cluster_status_write(mom_cluster_t *cl)
@@ -352,7 +354,8 @@ mom_cluster_balance(uv_timer_t *t)
     }
 }
 
-/* --- served calls ------------------------------------------------------------- */
+/* --- served calls
+ * ------------------------------------------------------------- */
 
 static mom_served_t *
 mom_served_new(mom_cluster_t *cl, mom_peer_srv *call, mom_served_kind_t kind)
@@ -417,8 +420,8 @@ mom_cluster_served_end(mom_served_t *s)
 }
 
 static void
-mom_cluster_forward_received(mom_cluster_t *cl, const uint8_t *req,
-                             size_t len, mom_peer_srv *call)
+mom_cluster_forward_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
+                             mom_peer_srv *call)
 {
     Mom__Request *r = mom__request__unpack(NULL, len, req);
     mom_served_t *s;
@@ -499,7 +502,8 @@ mom_cluster_closed(void *ctx, mom_peer_srv *call)
     }
 }
 
-/* --- forwarding (client) ---------------------------------------------------------- */
+/* --- forwarding (client)
+ * ---------------------------------------------------------- */
 
 typedef struct {
     mom_cluster_forward_cb cb;
@@ -507,8 +511,8 @@ typedef struct {
 } mom_forward_t;
 
 static void
-mom_cluster_forward_done(void *ctx, grpc_status_code status,
-                         const char *detail, const uint8_t *buf, size_t len)
+mom_cluster_forward_done(void *ctx, grpc_status_code status, const char *detail,
+                         const uint8_t *buf, size_t len)
 {
     mom_forward_t *f = ctx;
     Mom__Response *resp = NULL;
@@ -569,9 +573,8 @@ mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
 }
 
 mom_peer_stream *
-mom_cluster_subscribe(mom_cluster_t *cl, uint32_t node,
-                      const Mom__Request *req, const mom_peer_stream_cbs *cbs,
-                      void *ctx)
+mom_cluster_subscribe(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
+                      const mom_peer_stream_cbs *cbs, void *ctx)
 {
     mom_peer_channel *ch = mom_cluster_channel(cl, node);
     size_t len = mom__request__get_packed_size(req);
@@ -588,7 +591,8 @@ mom_cluster_subscribe(mom_cluster_t *cl, uint32_t node,
     return s;
 }
 
-/* --- start / stop ----------------------------------------------------------------- */
+/* --- start / stop
+ * ----------------------------------------------------------------- */
 
 static const mom_peer_handlers mom_cluster_handlers = {
     .methods = mom_peer_service,
@@ -633,8 +637,8 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
     snprintf(cl->status_path, plen, "%s/status", conf->data_dir);
     listen = mom_placement_grpc_addr(pl, self);
     if (listen != NULL) {
-        cl->peer = mom_peer_start(loop, listen, &mom_cluster_handlers, cl,
-                                  NULL);
+        cl->peer =
+            mom_peer_start(loop, listen, &mom_cluster_handlers, cl, NULL);
         if (cl->peer == NULL) {
             mom_log_error("cannot serve the peer service on %s", listen);
             goto failed;
@@ -646,8 +650,8 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
         cl->dests[cl->n_dests].cl = cl;
         cl->dests[cl->n_dests].id = id;
         if (id != self && cl->peer != NULL) {
-            cl->dests[cl->n_dests].ch = mom_peer_channel_get(
-                cl->peer, mom_placement_grpc_addr(pl, id));
+            cl->dests[cl->n_dests].ch =
+                mom_peer_channel_get(cl->peer, mom_placement_grpc_addr(pl, id));
         }
         cl->n_dests++;
     }

@@ -95,7 +95,8 @@ mom_commit_item(mom_commit_t *c, mom_commit_wait_t *wait)
     return it;
 }
 
-/* --- driver callbacks (inside mom_raft_* calls) ---------------------------- */
+/* --- driver callbacks (inside mom_raft_* calls) ----------------------------
+ */
 
 static void
 mom_commit_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf,
@@ -180,8 +181,7 @@ mom_commit_role(void *ctx, uint32_t group, int is_leader, uint64_t leader_id)
 }
 
 static int
-mom_commit_snapshot_take(void *ctx, uint32_t group, uint8_t **buf,
-                         size_t *len)
+mom_commit_snapshot_take(void *ctx, uint32_t group, uint8_t **buf, size_t *len)
 {
     mom_commit_t *c = ctx;
     sqlite3 *db = mom_store_db(c->st);
@@ -210,7 +210,8 @@ mom_commit_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf,
     return mom_snapshot_restore(c->st, c->n_parts, group, buf, len, index);
 }
 
-/* --- delivery (outside mom_raft_* calls) ----------------------------------- */
+/* --- delivery (outside mom_raft_* calls) -----------------------------------
+ */
 
 static void
 mom_commit_deliver(mom_commit_t *c)
@@ -336,7 +337,8 @@ mom_commit_tick(uv_timer_t *timer)
     mom_commit_kick(c);
 }
 
-/* --- public ---------------------------------------------------------------- */
+/* --- public ----------------------------------------------------------------
+ */
 
 /* A database written by the local log of earlier versions recorded applied
  * indexes that mean nothing to Raft groups: forget them once. */
@@ -361,8 +363,7 @@ mom_commit_forget_local_log(sqlite3 *db)
     if (!empty) {
         return 0;
     }
-    return sqlite3_exec(db,
-                        "DELETE FROM meta WHERE key LIKE 'applied_index.%'",
+    return sqlite3_exec(db, "DELETE FROM meta WHERE key LIKE 'applied_index.%'",
                         NULL, NULL, NULL) == SQLITE_OK
                ? 0
                : -1;
@@ -432,8 +433,7 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
         return NULL;
     }
     c->raft = mom_raft_open(mom_store_db(st), conf->node_id, &cb, &opt);
-    if (c->raft == NULL ||
-        mom_commit_forget_local_log(mom_store_db(st)) != 0) {
+    if (c->raft == NULL || mom_commit_forget_local_log(mom_store_db(st)) != 0) {
         mom_log_error("cannot open the Raft storage");
         mom_raft_close(c->raft);
         free(c->parts);
@@ -467,16 +467,14 @@ mom_commit_set_transport(mom_commit_t *c, const mom_commit_transport_t *t)
     /* Tell the new transport the roles known so far. */
     for (uint32_t p = 0; p < c->n_parts && c->tr.role != NULL; p++) {
         if (c->parts[p].hosted && c->parts[p].leader != 0) {
-            c->tr.role(c->tr.ctx, p, c->parts[p].is_leader,
-                       c->parts[p].leader);
+            c->tr.role(c->tr.ctx, p, c->parts[p].is_leader, c->parts[p].leader);
         }
     }
 }
 
 int
-mom_commit_submit(mom_commit_t *c, uint32_t partition,
-                  const Mom__Command *cmd, mom_commit_done_cb done,
-                  void *data, uint64_t *leader_hint)
+mom_commit_submit(mom_commit_t *c, uint32_t partition, const Mom__Command *cmd,
+                  mom_commit_done_cb done, void *data, uint64_t *leader_hint)
 {
     size_t len = mom__command__get_packed_size(cmd);
     mom_commit_wait_t *w;

@@ -69,12 +69,10 @@ typedef struct {
  * the partitions this node replicates. NULL on error.
  */
 mom_commit_t *mom_commit_new(uv_loop_t *loop, mom_store_t *st,
-                             const mom_conf_t *conf,
-                             const mom_placement_t *pl,
+                             const mom_conf_t *conf, const mom_placement_t *pl,
                              mom_commit_applied_cb applied, void *applied_data);
 
-void mom_commit_set_transport(mom_commit_t *c,
-                              const mom_commit_transport_t *t);
+void mom_commit_set_transport(mom_commit_t *c, const mom_commit_transport_t *t);
 
 /*
  * Submits a mutation to the group of `partition`. cmd is serialized at

@@ -172,8 +172,7 @@ mom_ops_list_names(mom_ops_t *ops, Mom__Op which, const bool *mask,
                       : which == MOM__OP__OP_LIST_TOPICS ? MOM_LIST_TOPICS
                                                          : MOM_LIST_QUEUES;
 
-    return mom_store_list(ops->st, list, mom_op_list_filter, &f) ==
-                   MOM_STORE_OK
+    return mom_store_list(ops->st, list, mom_op_list_filter, &f) == MOM_STORE_OK
                ? 0
                : -1;
 }
@@ -234,8 +233,7 @@ mom_op_list(mom_op_t *op)
     mom_buf_puts(&body, "{\"");
     mom_buf_puts(&body, key);
     mom_buf_puts(&body, "\":[");
-    if (mom_ops_list_names(ops, op->req->op, mask, mom_op_list_name, &l) !=
-        0) {
+    if (mom_ops_list_names(ops, op->req->op, mask, mom_op_list_name, &l) != 0) {
         free(mask);
         mom_buf_free(&body);
         mom_op_error(op, 500, "Storage error");
@@ -392,8 +390,8 @@ mom_op_register(mom_op_t *op)
         unsigned status = 0;
 
         mom_buf_init(&body);
-        rc = mom_store_dedup_get(ops->st, op->req->producer,
-                                 op->req->sequence, &status, &body);
+        rc = mom_store_dedup_get(ops->st, op->req->producer, op->req->sequence,
+                                 &status, &body);
         if (rc == MOM_STORE_OK) {
             mom_op_finish_buf(op, status, &body);
             return;

@@ -55,9 +55,9 @@ typedef struct {
 struct mom_op_s {
     mom_ops_t *ops;
     Mom__Request *req;
-    mom_conn_t *conn;             /* from nginx, else NULL */
-    struct mom_served_s *served;  /* from a peer, NULL once it went away */
-    bool forwarded;               /* came through Forward: never forward */
+    mom_conn_t *conn;            /* from nginx, else NULL */
+    struct mom_served_s *served; /* from a peer, NULL once it went away */
+    bool forwarded;              /* came through Forward: never forward */
     uint32_t partition;
     uint64_t deadline; /* uv_now() after which routing gives up */
     unsigned attempts;
@@ -102,8 +102,8 @@ int mom_ops_list_names(mom_ops_t *ops, Mom__Op which, const bool *mask,
                        void *data);
 
 /* Answers op (exactly once) and frees it. */
-void mom_op_finish(mom_op_t *op, unsigned status, const void *body,
-                   size_t len, const char *user);
+void mom_op_finish(mom_op_t *op, unsigned status, const void *body, size_t len,
+                   const char *user);
 void mom_op_error(mom_op_t *op, unsigned status, const char *detail);
 
 /* Largest message content accepted (it must fit a frame with margin). */

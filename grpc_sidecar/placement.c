@@ -12,7 +12,7 @@
 struct mom_placement_s {
     uint32_t self;
     uint32_t partitions;
-    size_t r; /* replicas per partition */
+    size_t r;           /* replicas per partition */
     uint32_t *replicas; /* partitions x r */
     size_t n_members;
     uint32_t ids[MOM_CONF_MAX_MEMBERS];

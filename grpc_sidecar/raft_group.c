@@ -582,8 +582,7 @@ mom_raft_tick(mom_raft_t *m, uint64_t now_ms)
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
         if (g->timeout != 0 && group_due(g) <= now_ms) {
-            g->leader_tick =
-                raft_state(&g->raft) == RAFT_LEADER ? now_ms : 0;
+            g->leader_tick = raft_state(&g->raft) == RAFT_LEADER ? now_ms : 0;
             memset(&ev, 0, sizeof ev);
             ev.type = RAFT_TIMEOUT;
             group_step(g, &ev, now_ms, NULL);

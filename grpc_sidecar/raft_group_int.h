@@ -52,8 +52,8 @@ struct mom_raft_group_s {
     mom_raft_t *m;
     uint32_t id;
     struct raft raft;
-    uint64_t timeout;  /* raft_timeout() after the last step */
-    uint64_t last_now; /* time of the last step */
+    uint64_t timeout;     /* raft_timeout() after the last step */
+    uint64_t last_now;    /* time of the last step */
     uint64_t leader_tick; /* time of the last timeout fed as leader, or 0 */
 
     /* Term and vote as written or to be written (state_dirty). */

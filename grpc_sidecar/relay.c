@@ -27,7 +27,8 @@
 
 #define MOM_RELAY_RETRY_MS 50
 
-/* --- client side ------------------------------------------------------------- */
+/* --- client side -------------------------------------------------------------
+ */
 
 typedef struct {
     mom_ops_t *ops;
@@ -86,8 +87,7 @@ mom_relay_replied(mom_relay_t *r, const Mom__Response *resp)
 
     r->op = NULL;
     if (resp->status != 200 || mom_conn_closed(conn)) {
-        mom_op_finish(op, resp->status, resp->body.data, resp->body.len,
-                      NULL);
+        mom_op_finish(op, resp->status, resp->body.data, resp->body.len, NULL);
         mom_relay_free(r);
         return;
     }
@@ -180,8 +180,8 @@ mom_relay_start(mom_op_t *op)
     if (ops->leader_cache != NULL && op->attempts == 0) {
         target = ops->leader_cache[op->partition];
     }
-    if ((target == 0 || !mom_placement_is_replica(ops->pl, op->partition,
-                                                  (uint32_t)target)) &&
+    if ((target == 0 ||
+         !mom_placement_is_replica(ops->pl, op->partition, (uint32_t)target)) &&
         n > 0) {
         target = replicas[op->attempts % n];
     }
@@ -205,7 +205,8 @@ mom_relay_start(mom_op_t *op)
     }
 }
 
-/* --- server side (a replica) ---------------------------------------------------- */
+/* --- server side (a replica)
+ * ---------------------------------------------------- */
 
 typedef struct {
     mom_ops_t *ops;

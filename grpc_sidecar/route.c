@@ -37,7 +37,7 @@
 
 /* Cluster-wide list being gathered. */
 typedef struct mom_gather_s {
-    bool *covered;  /* per partition */
+    bool *covered; /* per partition */
     char **names;
     size_t n_names, cap_names;
     unsigned pending; /* member answers outstanding */
@@ -90,7 +90,7 @@ mom_route_now(const mom_op_t *op)
 static bool
 mom_route_abandoned(const mom_op_t *op)
 {
-    return op->conn != NULL ? mom_conn_closed(op->conn) : op->served == NULL;
+    return op->conn != NULL ? mom_conn_peer_gone(op->conn) : op->served == NULL;
 }
 
 static void
@@ -99,7 +99,8 @@ mom_route_no_leader(mom_op_t *op)
     mom_op_error(op, 503, "No leader for partition");
 }
 
-/* --- forwarding ------------------------------------------------------------ */
+/* --- forwarding ------------------------------------------------------------
+ */
 
 static void
 mom_route_learn(mom_ops_t *ops, uint32_t p, uint64_t leader)
@@ -126,7 +127,7 @@ mom_route_forwarded(void *ctx, grpc_status_code status,
         mom_route_learn(ops, op->partition, tried);
         mom_op_finish(op, resp->status, resp->body.data, resp->body.len,
                       resp->user != NULL && resp->user[0] != '\0' ? resp->user
-                                                                   : NULL);
+                                                                  : NULL);
         return;
     }
     if (status == GRPC_STATUS_OK && resp != NULL) {
@@ -140,7 +141,8 @@ mom_route_forwarded(void *ctx, grpc_status_code status,
     }
     mom_log_debug("forward of partition %u to node %llu: gRPC status %d",
                   op->partition, (unsigned long long)tried, (int)status);
-    if (ops->leader_cache != NULL && ops->leader_cache[op->partition] == tried) {
+    if (ops->leader_cache != NULL &&
+        ops->leader_cache[op->partition] == tried) {
         ops->leader_cache[op->partition] = 0;
     }
     mom_route_defer(op, MOM_ROUTE_FAILED_MS);
@@ -164,14 +166,15 @@ mom_route_forward(mom_op_t *op, uint64_t node)
     op->target = node;
     op->attempts++;
     if (op->ops->cluster == NULL ||
-        mom_cluster_forward(op->ops->cluster, (uint32_t)node, op->req,
-                            deadline, mom_route_forwarded, op) != 0) {
+        mom_cluster_forward(op->ops->cluster, (uint32_t)node, op->req, deadline,
+                            mom_route_forwarded, op) != 0) {
         op->target = 0;
         mom_route_defer(op, MOM_ROUTE_FAILED_MS);
     }
 }
 
-/* --- the decision ----------------------------------------------------------- */
+/* --- the decision -----------------------------------------------------------
+ */
 
 static void
 mom_route_attempt(mom_op_t *op)
@@ -195,8 +198,8 @@ mom_route_attempt(mom_op_t *op)
     if (!mom_commit_hosts(ops->commit, op->partition)) {
         /* Not a replica: ask the last leader seen, else the replicas in
          * turn; a non-leader answers with a hint. */
-        leader = ops->leader_cache != NULL ? ops->leader_cache[op->partition]
-                                           : 0;
+        leader =
+            ops->leader_cache != NULL ? ops->leader_cache[op->partition] : 0;
         if (leader == 0) {
             replicas = mom_placement_replicas(ops->pl, op->partition, &n);
             leader = n > 0 ? replicas[op->attempts % n] : 0;
@@ -215,6 +218,13 @@ mom_route(mom_op_t *op)
 {
     Mom__Request *req = op->req;
 
+    if (op->conn != NULL && mom_route_is_mutation(req->op) &&
+        mom_conn_peer_gone(op->conn)) {
+        /* Its client gave up before we read it: never apply it. */
+        mom_log_info("dropping a request whose client is gone");
+        mom_op_finish(op, 503, NULL, 0, NULL);
+        return;
+    }
     op->deadline = mom_route_now(op) + MOM_ROUTE_DEADLINE_MS;
     if (mom_route_is_list(req->op)) {
         if (req->local_only) {
@@ -252,7 +262,8 @@ mom_route_again(mom_op_t *op, uint64_t leader_hint)
     mom_route_defer(op, leader_hint != 0 ? 0 : MOM_ROUTE_WAIT_MS);
 }
 
-/* --- retry queue ------------------------------------------------------------ */
+/* --- retry queue ------------------------------------------------------------
+ */
 
 static void
 mom_route_tick(uv_timer_t *t)
@@ -377,7 +388,8 @@ mom_ops_close(mom_ops_t *ops)
     uv_close((uv_handle_t *)&ops->retry_timer, mom_route_timer_closed);
 }
 
-/* --- cluster-wide lists ------------------------------------------------------- */
+/* --- cluster-wide lists
+ * ------------------------------------------------------- */
 
 static int
 mom_list_add(mom_gather_t *l, const char *name, size_t len)
@@ -495,12 +507,11 @@ mom_list_member_answered(void *ctx, grpc_status_code status,
         return;
     }
     if (status == GRPC_STATUS_OK && resp != NULL && resp->status == 200) {
-        doc = json_loadb((const char *)resp->body.data, resp->body.len, 0,
-                         NULL);
+        doc =
+            json_loadb((const char *)resp->body.data, resp->body.len, 0, NULL);
     }
-    arr = doc != NULL
-              ? json_object_get(doc, mom_route_list_key(op->req->op))
-              : NULL;
+    arr = doc != NULL ? json_object_get(doc, mom_route_list_key(op->req->op))
+                      : NULL;
     if (json_is_array(arr)) {
         for (i = 0; i < json_array_size(arr); i++) {
             json_t *v = json_array_get(arr, i);
@@ -538,8 +549,8 @@ mom_route_list(mom_op_t *op)
     for (uint32_t p = 0; p < n; p++) {
         l->covered[p] = mom_commit_ready(ops->commit, p, &leader);
     }
-    if (mom_ops_list_names(ops, op->req->op, l->covered, mom_list_add_cb,
-                           l) != 0) {
+    if (mom_ops_list_names(ops, op->req->op, l->covered, mom_list_add_cb, l) !=
+        0) {
         mom_op_error(op, 500, "Storage error");
         return;
     }

@@ -110,6 +110,24 @@ mom_conn_closed(const mom_conn_t *c)
     return c->closing;
 }
 
+bool
+mom_conn_peer_gone(const mom_conn_t *c)
+{
+    uv_os_fd_t fd;
+    char byte;
+    ssize_t n;
+
+    if (c->closing) {
+        return true;
+    }
+    if (uv_fileno((const uv_handle_t *)&c->pipe, &fd) != 0) {
+        return false;
+    }
+    /* nginx sends one request at a time: nothing follows it but an EOF. */
+    n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0;
+}
+
 /* Both handles (pipe, linger timer) are closed: unlink and release. */
 static void
 mom_conn_released(mom_conn_t *c)

@@ -43,6 +43,10 @@ void mom_conn_ref(mom_conn_t *conn);
 void mom_conn_unref(mom_conn_t *conn);
 /* True once the connection is closing or closed: writes are dropped. */
 bool mom_conn_closed(const mom_conn_t *conn);
+/* True when nginx has already closed its side (its client gave up), even
+ * if momd has not read the end of the stream yet: e.g. a request read
+ * after momd was stopped (SIGSTOP) for longer than the client waited. */
+bool mom_conn_peer_gone(const mom_conn_t *conn);
 
 /* Answers the current request with a KIND_REPLY frame. */
 void mom_conn_reply(mom_conn_t *conn, unsigned status, const void *body,

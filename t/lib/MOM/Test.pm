@@ -386,6 +386,22 @@ sub kill_momd {
     return $self->_stop_child('momd', $k // 1, 'KILL', 5);
 }
 
+# pause_momd(k) / resume_momd(k): SIGSTOP / SIGCONT of node k's momd (a node
+# cut off: it neither answers nor notices time passing).
+sub pause_momd {
+    my ($self, $k) = @_;
+    my $pid = $self->{node}{$k // 1}{momd_pid} or return;
+    $self->{node}{$k // 1}{paused} = 1;
+    return kill 'STOP', $pid;
+}
+
+sub resume_momd {
+    my ($self, $k) = @_;
+    my $pid = $self->{node}{$k // 1}{momd_pid} or return;
+    delete $self->{node}{$k // 1}{paused};
+    return kill 'CONT', $pid;
+}
+
 sub restart_momd {
     my ($self, $k) = @_;
     $self->stop_momd($k);
@@ -454,6 +470,7 @@ sub stop_all {
             }
         }
         if (my $pid = delete $n->{momd_pid}) {
+            kill 'CONT', $pid if delete $n->{paused};
             kill 'TERM', $pid;
             if (!defined _reap($pid, 10)) {
                 kill 'KILL', $pid;
@@ -569,7 +586,9 @@ sub http {
         $h{'Content-Type'} //= 'application/json';
     }
     $h{Authorization} = "Bearer $o{token}" if defined $o{token};
-    my $ua = $self->_ua;
+    my $ua = defined $o{timeout}
+        ? HTTP::Tiny->new(timeout => $o{timeout}, agent => 'mom-test')
+        : $self->_ua;
     my $url = 'http://127.0.0.1:' . $self->port($o{node}) . $path;
     my $t0 = time;
     my $r = $ua->request($method, $url, {
@@ -668,6 +687,49 @@ sub raw {
         $body = MOM::Test::SSE::dechunk_all($body);
     }
     return _response($status, $reason, \%h, $body, time - $t0);
+}
+
+# --- cluster -------------------------------------------------------------------
+
+# nodes: the node numbers, 1..N.
+sub nodes { 1 .. $_[0]{nodes} }
+
+# leads(k): the partitions node k's momd leads, from the status file it
+# rewrites on every change of leadership (empty list when momd is down).
+sub leads {
+    my ($self, $k) = @_;
+    return () unless $self->{node}{$k}{momd_pid};
+    my $text = read_file_maybe($self->node_dir($k) . '/status');
+    return $text =~ /^leads((?: \d+)*)$/m ? split(' ', $1) : ();
+}
+
+# leader_of(p): the node that says it leads partition p, or undef.
+sub leader_of {
+    my ($self, $p) = @_;
+    for my $k ($self->nodes) {
+        return $k if grep { $_ == $p } $self->leads($k);
+    }
+    return undef;
+}
+
+# wait_ready(seconds, nodes...): every given node (default all) answers the
+# cluster-wide topic list with 200 (every partition has a leader). True on
+# success.
+sub wait_ready {
+    my ($self, $secs, @nodes) = @_;
+    @nodes = $self->nodes unless @nodes;
+    my $deadline = time + ($secs // 15);
+    my %left = map { $_ => 1 } @nodes;
+    while (%left && time < $deadline) {
+        for my $k (keys %left) {
+            my $r = $self->get('/messages/topics', node => $k, timeout => 5);
+            delete $left{$k} if $r->{status} == 200;
+        }
+        sleep 0.1 if %left;
+    }
+    Test::More::diag("not ready: node(s) " . join(',', sort keys %left))
+        if %left;
+    return !%left;
 }
 
 # --- users and tokens --------------------------------------------------------
