@@ -427,6 +427,8 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     c->parts = calloc(c->n_parts, sizeof(*c->parts));
     cb.ctx = c;
     mom_raft_options_default(&opt);
+    opt.snapshot_threshold = conf->snapshot_threshold;
+    opt.snapshot_trailing = conf->snapshot_trailing;
     opt.seed = (uint64_t)uv_hrtime();
     if (c->parts == NULL) {
         free(c);

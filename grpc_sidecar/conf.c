@@ -27,6 +27,8 @@ mom_conf_defaults(mom_conf_t *conf)
     conf->log_level = MOM_LOG_INFO;
     conf->partitions = 64;
     conf->replicas = 3;
+    conf->snapshot_threshold = 1024;
+    conf->snapshot_trailing = 128;
 }
 
 void
@@ -192,6 +194,12 @@ mom_conf_set(mom_conf_t *conf, const char *key, char *value)
     }
     if (strcmp(key, "replicas") == 0) {
         return mom_conf_uint(value, 1, 64, &conf->replicas);
+    }
+    if (strcmp(key, "snapshot_threshold") == 0) {
+        return mom_conf_uint(value, 8, 100000000, &conf->snapshot_threshold);
+    }
+    if (strcmp(key, "snapshot_trailing") == 0) {
+        return mom_conf_uint(value, 0, 100000000, &conf->snapshot_trailing);
     }
     return -2;
 }

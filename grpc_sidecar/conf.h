@@ -37,6 +37,8 @@ typedef struct {
     size_t n_members;
     uint32_t partitions;
     uint32_t replicas;
+    uint32_t snapshot_threshold; /* Raft: applied entries between snapshots */
+    uint32_t snapshot_trailing;  /* Raft: entries kept behind a snapshot */
 } mom_conf_t;
 
 /* Sets every key to its default (required keys stay NULL). */

@@ -131,5 +131,13 @@ const char *mom_route_list_key(Mom__Op which);
 void mom_route_again(mom_op_t *op, uint64_t leader_hint);
 /* Whether the op is a mutation (carries an idempotency key). */
 bool mom_route_is_mutation(Mom__Op op);
+bool mom_route_is_list(Mom__Op op);
+/* The deadline of one forward attempt (ms). */
+#define MOM_ROUTE_FORWARD_MS 2000
+
+/* lists.c: a cluster-wide LIST_* (answers op), and detaching a finishing
+ * op from the answers still on their way. */
+void mom_lists_start(mom_op_t *op);
+void mom_lists_forget(mom_op_t *op);
 
 #endif

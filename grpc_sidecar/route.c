@@ -11,15 +11,11 @@
  * the idempotency key given on their first attempt, so that a retry of a
  * command that did commit applies once and gets the first answer.
  *
- * Cluster-wide lists ask every member for the names of the partitions it
- * leads (local_only), merge them, and retry until every partition is
- * covered. Topic streams of partitions this node does not replicate are
- * relayed from a replica (relay.c).
+ * Cluster-wide lists are gathered by lists.c. Topic streams of partitions this
+ * node does not replicate are relayed from a replica (relay.c).
  */
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "cluster.h"
 #include "log.h"
@@ -28,24 +24,11 @@
 
 /* Routing gives up after this (about three election timeouts). */
 #define MOM_ROUTE_DEADLINE_MS 3000
-/* One forward attempt waits at most this long for the leader's answer. */
-#define MOM_ROUTE_FORWARD_MS 2000
 #define MOM_ROUTE_TICK_MS 20
 #define MOM_ROUTE_WAIT_MS 20   /* leader unknown: election */
 #define MOM_ROUTE_FAILED_MS 50 /* forward failed: peer down or busy */
-#define MOM_ROUTE_LIST_MS 100  /* a list missed partitions */
-
-/* Cluster-wide list being gathered. */
-typedef struct mom_gather_s {
-    bool *covered; /* per partition */
-    char **names;
-    size_t n_names, cap_names;
-    unsigned pending; /* member answers outstanding */
-    bool failed;      /* out of memory */
-} mom_gather_t;
 
 static void mom_route_defer(mom_op_t *op, uint64_t delay_ms);
-static void mom_route_list(mom_op_t *op);
 
 bool
 mom_route_is_mutation(Mom__Op op)
@@ -65,7 +48,7 @@ mom_route_is_mutation(Mom__Op op)
     }
 }
 
-static bool
+bool
 mom_route_is_list(Mom__Op op)
 {
     return op == MOM__OP__OP_LIST_USERS || op == MOM__OP__OP_LIST_TOPICS ||
@@ -230,7 +213,7 @@ mom_route(mom_op_t *op)
         if (req->local_only) {
             mom_ops_execute(op);
         } else {
-            mom_route_list(op);
+            mom_lists_start(op);
         }
         return;
     }
@@ -289,8 +272,8 @@ mom_route_tick(uv_timer_t *t)
             mom_op_finish(op, 503, NULL, 0, NULL); /* dropped */
         } else if (now >= op->deadline) {
             mom_route_no_leader(op);
-        } else if (op->list != NULL) {
-            mom_route_list(op);
+        } else if (mom_route_is_list(op->req->op)) {
+            mom_lists_start(op);
         } else if (op->req->op == MOM__OP__OP_SUBSCRIBE) {
             mom_relay_start(op);
         } else {
@@ -330,20 +313,6 @@ mom_route_later(mom_op_t *op, uint64_t delay_ms)
     mom_route_defer(op, delay_ms);
 }
 
-static void
-mom_list_free(mom_gather_t *l)
-{
-    if (l == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < l->n_names; i++) {
-        free(l->names[i]);
-    }
-    free(l->names);
-    free(l->covered);
-    free(l);
-}
-
 void
 mom_route_forget(mom_op_t *op)
 {
@@ -363,8 +332,7 @@ mom_route_forget(mom_op_t *op)
         }
         op->queued = false;
     }
-    mom_list_free(op->list);
-    op->list = NULL;
+    mom_lists_forget(op);
 }
 
 static void
@@ -386,185 +354,4 @@ mom_ops_close(mom_ops_t *ops)
         mom_op_error(op, 503, "Server shutting down");
     }
     uv_close((uv_handle_t *)&ops->retry_timer, mom_route_timer_closed);
-}
-
-/* --- cluster-wide lists
- * ------------------------------------------------------- */
-
-static int
-mom_list_add(mom_gather_t *l, const char *name, size_t len)
-{
-    char *copy;
-
-    if (l->n_names == l->cap_names) {
-        size_t cap = l->cap_names ? l->cap_names * 2 : 64;
-        char **names = realloc(l->names, cap * sizeof(*names));
-
-        if (names == NULL) {
-            l->failed = true;
-            return 1;
-        }
-        l->names = names;
-        l->cap_names = cap;
-    }
-    copy = strndup(name, len);
-    if (copy == NULL) {
-        l->failed = true;
-        return 1;
-    }
-    l->names[l->n_names++] = copy;
-    return 0;
-}
-
-static int
-mom_list_add_cb(void *data, const char *name, size_t len)
-{
-    return mom_list_add(data, name, len);
-}
-
-static int
-mom_list_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Every partition answered: the merged, sorted, unique list. */
-static void
-mom_list_answer(mom_op_t *op)
-{
-    mom_gather_t *l = op->list;
-    const char *key = mom_route_list_key(op->req->op);
-    size_t cap = mom_ops_content_max(op->ops->conf);
-    bool first = true;
-    mom_buf_t body;
-
-    if (l->n_names > 1) {
-        qsort(l->names, l->n_names, sizeof(*l->names), mom_list_cmp);
-    }
-    mom_buf_init(&body);
-    mom_buf_puts(&body, "{\"");
-    mom_buf_puts(&body, key);
-    mom_buf_puts(&body, "\":[");
-    for (size_t i = 0; i < l->n_names; i++) {
-        if (i > 0 && strcmp(l->names[i], l->names[i - 1]) == 0) {
-            continue;
-        }
-        if (body.len + strlen(l->names[i]) + 8 > cap) {
-            mom_log_warn("%s list truncated to fit a frame", key);
-            break;
-        }
-        if (!first) {
-            mom_buf_append(&body, ",", 1);
-        }
-        first = false;
-        mom_json_cstr(&body, l->names[i]);
-    }
-    mom_buf_puts(&body, "]}");
-    if (body.failed || l->failed) {
-        mom_buf_free(&body);
-        mom_op_error(op, 500, "Out of memory");
-        return;
-    }
-    mom_op_finish(op, 200, body.data, body.len, NULL);
-    mom_buf_free(&body);
-}
-
-/* All members answered (or failed): done, or again a little later. */
-static void
-mom_list_settle(mom_op_t *op)
-{
-    mom_gather_t *l = op->list;
-    uint32_t n = mom_placement_partitions(op->ops->pl);
-
-    if (l->pending > 0) {
-        return;
-    }
-    for (uint32_t p = 0; p < n; p++) {
-        if (!l->covered[p]) {
-            mom_log_debug("list: partition %u has no leader yet", p);
-            mom_route_defer(op, MOM_ROUTE_LIST_MS);
-            return;
-        }
-    }
-    mom_list_answer(op);
-}
-
-static void
-mom_list_member_answered(void *ctx, grpc_status_code status,
-                         const Mom__Response *resp)
-{
-    mom_op_t *op = ctx;
-    mom_gather_t *l = op->list;
-    uint32_t n = mom_placement_partitions(op->ops->pl);
-    json_t *doc = NULL, *arr;
-    size_t i;
-
-    l->pending--;
-    if (op->ops->closing) {
-        if (l->pending == 0) {
-            mom_op_error(op, 503, "Server shutting down");
-        }
-        return;
-    }
-    if (status == GRPC_STATUS_OK && resp != NULL && resp->status == 200) {
-        doc =
-            json_loadb((const char *)resp->body.data, resp->body.len, 0, NULL);
-    }
-    arr = doc != NULL ? json_object_get(doc, mom_route_list_key(op->req->op))
-                      : NULL;
-    if (json_is_array(arr)) {
-        for (i = 0; i < json_array_size(arr); i++) {
-            json_t *v = json_array_get(arr, i);
-
-            if (json_is_string(v)) {
-                mom_list_add(l, json_string_value(v), json_string_length(v));
-            }
-        }
-        for (i = 0; i < resp->n_partitions; i++) {
-            if (resp->partitions[i] < n) {
-                l->covered[resp->partitions[i]] = true;
-            }
-        }
-    }
-    json_decref(doc);
-    mom_list_settle(op);
-}
-
-static void
-mom_route_list(mom_op_t *op)
-{
-    mom_ops_t *ops = op->ops;
-    uint32_t n = mom_placement_partitions(ops->pl);
-    uint32_t self = mom_placement_self(ops->pl), m;
-    Mom__Request sub = *op->req;
-    mom_gather_t *l;
-    uint64_t leader;
-
-    mom_list_free(op->list);
-    l = op->list = calloc(1, sizeof(*l));
-    if (l == NULL || (l->covered = calloc(n, sizeof(bool))) == NULL) {
-        mom_op_error(op, 500, "Out of memory");
-        return;
-    }
-    for (uint32_t p = 0; p < n; p++) {
-        l->covered[p] = mom_commit_ready(ops->commit, p, &leader);
-    }
-    if (mom_ops_list_names(ops, op->req->op, l->covered, mom_list_add_cb, l) !=
-        0) {
-        mom_op_error(op, 500, "Storage error");
-        return;
-    }
-    sub.local_only = true;
-    for (size_t i = 0; i < mom_placement_members(ops->pl); i++) {
-        m = mom_placement_member_id(ops->pl, i);
-        if (m == self || ops->cluster == NULL) {
-            continue;
-        }
-        l->pending++;
-        if (mom_cluster_forward(ops->cluster, m, &sub, MOM_ROUTE_FORWARD_MS,
-                                mom_list_member_answered, op) != 0) {
-            l->pending--;
-        }
-    }
-    mom_list_settle(op);
 }

@@ -37,6 +37,8 @@ test_defaults_and_keys(void **state)
     assert_int_equal(c.log_level, MOM_LOG_INFO);
     assert_int_equal(c.partitions, 64);
     assert_int_equal(c.replicas, 3);
+    assert_int_equal(c.snapshot_threshold, 1024);
+    assert_int_equal(c.snapshot_trailing, 128);
     assert_int_equal(c.n_members, 0);
     mom_conf_free(&c);
 
