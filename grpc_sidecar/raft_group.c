@@ -771,6 +771,7 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
         written += mom_raft_group_write(m->groups[i]);
     }
     for (i = 0; i < m->n_groups; i++) {
+        mom_raft_group_persist_early(m->groups[i], now_ms);
         mom_raft_group_apply(m->groups[i]);
     }
     mom_raft_store_commit(m->store);
