@@ -19,6 +19,28 @@
 
 #define NGX_HTTP_MOM_TOKEN_MAX  8192
 
+/*
+ * Verified tokens, per worker: a client sends the same token with every
+ * request, and decoding it (base64, two JSON parses, an HMAC or a signature
+ * check) costs more than the rest of the request in the worker. A slot
+ * holds the exact token bytes that verified under one location's
+ * configuration; `exp` and `nbf` are still checked against the clock on
+ * every hit. Workers start empty (a reload forks new ones).
+ */
+#define NGX_HTTP_MOM_TOKEN_CACHE  256
+
+typedef struct {
+    void        *conf;      /* the ngx_http_mom_loc_conf_t it verified in */
+    u_char      *token;     /* malloc()ed: token bytes, then the user */
+    size_t       token_len;
+    size_t       user_len;
+    time_t       exp;
+    time_t       nbf;
+} ngx_http_mom_token_slot_t;
+
+static ngx_http_mom_token_slot_t
+    ngx_http_mom_token_cache[NGX_HTTP_MOM_TOKEN_CACHE];
+
 
 static ngx_int_t ngx_http_mom_token_required(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx);
@@ -28,6 +50,12 @@ static ngx_int_t ngx_http_mom_verify(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx, ngx_str_t *token);
 static ngx_int_t ngx_http_mom_unauthorized(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx, const char *detail);
+static ngx_http_mom_token_slot_t *ngx_http_mom_token_slot(void *conf,
+    ngx_str_t *token);
+static ngx_int_t ngx_http_mom_cached(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, ngx_http_mom_token_slot_t *slot);
+static void ngx_http_mom_cache_token(ngx_http_mom_token_slot_t *slot,
+    void *conf, ngx_str_t *token, const char *user, time_t exp, time_t nbf);
 static char *ngx_http_mom_jwt_encode(ngx_http_mom_loc_conf_t *mlcf,
     const char *user, time_t now);
 static ngx_int_t ngx_http_mom_is_hmac(ngx_uint_t alg);
@@ -274,17 +302,26 @@ static ngx_int_t
 ngx_http_mom_verify(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     ngx_str_t *token)
 {
-    long                      exp, nbf;
-    u_char                   *p;
-    jwt_t                    *jwt;
-    time_t                    now;
-    const char               *sub, *detail;
-    ngx_http_mom_loc_conf_t  *mlcf;
+    long                        exp, nbf;
+    u_char                     *p;
+    jwt_t                      *jwt;
+    time_t                      now;
+    const char                 *sub, *detail;
+    ngx_http_mom_loc_conf_t    *mlcf;
+    ngx_http_mom_token_slot_t  *slot;
 
     mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mom_module);
 
     if (token->len > NGX_HTTP_MOM_TOKEN_MAX) {
         return ngx_http_mom_unauthorized(r, ctx, "Invalid token");
+    }
+
+    slot = ngx_http_mom_token_slot(mlcf, token);
+
+    if (slot->conf == mlcf && slot->token_len == token->len
+        && ngx_memcmp(slot->token, token->data, token->len) == 0)
+    {
+        return ngx_http_mom_cached(r, ctx, slot);
     }
 
     p = ngx_pnalloc(r->pool, token->len + 1);
@@ -330,7 +367,11 @@ ngx_http_mom_verify(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
 
     errno = 0;
     nbf = jwt_get_grant_int(jwt, "nbf");
-    if (errno == 0 && nbf > now) {
+    if (errno != 0) {
+        nbf = 0;
+    }
+
+    if (nbf > now) {
         goto failed;
     }
 
@@ -350,6 +391,8 @@ ngx_http_mom_verify(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     ngx_memcpy(ctx->user.data, sub, ctx->user.len + 1);
     ctx->token_exp = exp;
 
+    ngx_http_mom_cache_token(slot, mlcf, token, sub, exp, nbf);
+
     jwt_free(jwt);
 
     return NGX_OK;
@@ -359,6 +402,77 @@ failed:
     jwt_free(jwt);
 
     return ngx_http_mom_unauthorized(r, ctx, detail);
+}
+
+
+static ngx_http_mom_token_slot_t *
+ngx_http_mom_token_slot(void *conf, ngx_str_t *token)
+{
+    uint32_t  hash;
+
+    hash = ngx_crc32_short(token->data, token->len) ^ (uintptr_t) conf;
+
+    return &ngx_http_mom_token_cache[hash % NGX_HTTP_MOM_TOKEN_CACHE];
+}
+
+
+static ngx_int_t
+ngx_http_mom_cached(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    ngx_http_mom_token_slot_t *slot)
+{
+    time_t  now;
+
+    now = ngx_time();
+
+    if (slot->nbf > now) {
+        return ngx_http_mom_unauthorized(r, ctx, "Invalid token");
+    }
+
+    if (slot->exp <= now) {
+        return ngx_http_mom_unauthorized(r, ctx, "Token expired");
+    }
+
+    ctx->user.len = slot->user_len;
+    ctx->user.data = ngx_pnalloc(r->pool, slot->user_len + 1);
+
+    if (ctx->user.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(ctx->user.data, slot->token + slot->token_len,
+               slot->user_len + 1);
+    ctx->token_exp = slot->exp;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mom_cache_token(ngx_http_mom_token_slot_t *slot, void *conf,
+    ngx_str_t *token, const char *user, time_t exp, time_t nbf)
+{
+    size_t   user_len;
+    u_char  *p;
+
+    user_len = ngx_strlen(user);
+
+    /* plain malloc: the cache outlives every request and cycle pool */
+    p = malloc(token->len + user_len + 1);
+    if (p == NULL) {
+        return;
+    }
+
+    ngx_memcpy(p, token->data, token->len);
+    ngx_memcpy(p + token->len, user, user_len + 1);
+
+    free(slot->token);
+
+    slot->conf = conf;
+    slot->token = p;
+    slot->token_len = token->len;
+    slot->user_len = user_len;
+    slot->exp = exp;
+    slot->nbf = nbf;
 }
 
 
