@@ -69,6 +69,9 @@ struct mom_commit_s {
     int open_handles;
     bool closing;
     bool want_barriers;
+    mom_commit_restored_cb restored;
+    void *restored_data;
+    bool *installed; /* per partition: restored in the current flush */
 };
 
 static void
@@ -207,6 +210,9 @@ mom_commit_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf,
 
     mom_log_info("partition %" PRIu32 ": installing a snapshot at %" PRIu64,
                  group, index);
+    if (group < c->n_parts) {
+        c->installed[group] = true;
+    }
     return mom_snapshot_restore(c->st, c->n_parts, group, buf, len, index);
 }
 
@@ -219,6 +225,14 @@ mom_commit_deliver(mom_commit_t *c)
     mom_commit_item_t *it;
     mom_commit_wait_t *w;
 
+    for (uint32_t p = 0; p < c->n_parts; p++) {
+        if (c->installed[p]) {
+            c->installed[p] = false;
+            if (c->restored != NULL) {
+                c->restored(c->restored_data, c->n_parts, p);
+            }
+        }
+    }
     while ((it = c->head) != NULL) {
         c->head = it->next;
         if (c->head == NULL) {
@@ -408,6 +422,14 @@ mom_commit_start_groups(mom_commit_t *c)
     return 0;
 }
 
+static void
+mom_commit_free(mom_commit_t *c)
+{
+    free(c->parts);
+    free(c->installed);
+    free(c);
+}
+
 mom_commit_t *
 mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
                const mom_placement_t *pl, mom_commit_applied_cb applied,
@@ -437,29 +459,28 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     c->tail = &c->head;
     c->n_parts = mom_placement_partitions(pl);
     c->parts = calloc(c->n_parts, sizeof(*c->parts));
+    c->installed = calloc(c->n_parts, sizeof(bool));
     cb.ctx = c;
     mom_raft_options_default(&opt);
     opt.snapshot_threshold = conf->snapshot_threshold;
     opt.snapshot_trailing = conf->snapshot_trailing;
     opt.seed = (uint64_t)uv_hrtime();
-    if (c->parts == NULL) {
-        free(c);
+    if (c->parts == NULL || c->installed == NULL) {
+        mom_commit_free(c);
         return NULL;
     }
     c->raft = mom_raft_open(mom_store_db(st), conf->node_id, &cb, &opt);
     if (c->raft == NULL || mom_commit_forget_local_log(mom_store_db(st)) != 0) {
         mom_log_error("cannot open the Raft storage");
         mom_raft_close(c->raft);
-        free(c->parts);
-        free(c);
+        mom_commit_free(c);
         return NULL;
     }
     uv_update_time(loop);
     if (mom_commit_start_groups(c) != 0) {
         mom_raft_close(c->raft);
         mom_commit_deliver(c);
-        free(c->parts);
-        free(c);
+        mom_commit_free(c);
         return NULL;
     }
     uv_timer_init(loop, &c->timer);
@@ -472,6 +493,13 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     uv_check_start(&c->check, mom_commit_run);
     mom_commit_kick(c);
     return c;
+}
+
+void
+mom_commit_on_restored(mom_commit_t *c, mom_commit_restored_cb cb, void *data)
+{
+    c->restored = cb;
+    c->restored_data = data;
 }
 
 void
@@ -583,8 +611,7 @@ mom_commit_closed(uv_handle_t *h)
     mom_commit_t *c = h->data;
 
     if (--c->open_handles == 0) {
-        free(c->parts);
-        free(c);
+        mom_commit_free(c);
     }
 }
 

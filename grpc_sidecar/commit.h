@@ -74,6 +74,13 @@ mom_commit_t *mom_commit_new(uv_loop_t *loop, mom_store_t *st,
 
 void mom_commit_set_transport(mom_commit_t *c, const mom_commit_transport_t *t);
 
+/* Called after a flush that replaced a partition's state with a snapshot
+ * from the leader (no applied hook was called for what it contains). */
+typedef void (*mom_commit_restored_cb)(void *data, uint32_t partitions,
+                                       uint32_t partition);
+void mom_commit_on_restored(mom_commit_t *c, mom_commit_restored_cb cb,
+                            void *data);
+
 /*
  * Submits a mutation to the group of `partition`. cmd is serialized at
  * once: the caller keeps ownership. MOM_COMMIT_OK: done will be called.

@@ -113,6 +113,7 @@ main(int argc, char **argv)
         mom_log_error("cannot start the commit path");
         goto done;
     }
+    mom_commit_on_restored(d.commit, mom_sse_restored, d.sse);
     mom_ops_init(&d.ops, d.loop, &d.conf, d.st, d.pl, d.commit);
     d.ops.sse = d.sse;
     d.cluster = mom_cluster_start(d.loop, &d.conf, d.pl, d.commit, &d.ops);

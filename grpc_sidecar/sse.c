@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "ops.h"
+#include "ring.h"
 #include "sse.h"
 
 #define MOM_SSE_PAGE 256
@@ -559,6 +560,23 @@ mom_sse_applied(void *data, const Mom__Command *cmd, const mom_result_t *res)
         t = mom_sse_topic(sse, cmd->name, false);
         if (t != NULL) {
             mom_sse_end_topic(sse, t, "topic deleted");
+        }
+    }
+}
+
+void
+mom_sse_restored(void *data, uint32_t partitions, uint32_t partition)
+{
+    mom_sse_t *sse = data;
+
+    for (size_t i = 0; i < sse->n_buckets; i++) {
+        mom_sse_topic_t *t, *next;
+        for (t = sse->buckets[i]; t != NULL; t = next) {
+            next = t->next;
+            if (mom_partition_of(t->name, strlen(t->name), partitions) ==
+                partition) {
+                mom_sse_end_topic(sse, t, "subscriber too slow");
+            }
         }
     }
 }

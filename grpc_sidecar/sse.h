@@ -36,6 +36,14 @@ void mom_sse_subscribe(mom_sse_t *sse, mom_conn_t *conn, Mom__Request *req);
 void mom_sse_applied(void *data, const Mom__Command *cmd,
                      const mom_result_t *res);
 
+/*
+ * The commit path's restore hook (data = the mom_sse_t): a partition's state
+ * was replaced by a Raft snapshot, so its live streams missed the messages
+ * in it; they end with "subscriber too slow" and resume from the store with
+ * Last-Event-ID.
+ */
+void mom_sse_restored(void *data, uint32_t partitions, uint32_t partition);
+
 /* Number of open subscriptions. */
 size_t mom_sse_count(const mom_sse_t *sse);
 
