@@ -22,9 +22,12 @@
 #include "raft_group.h"
 #include "snapshot.h"
 
-/* Flushes per loop iteration: a single voter commits its own entries one
- * flush after writing them; more rounds only while there is work. */
-#define MOM_COMMIT_ROUNDS 4
+/* Flushes per loop iteration. One: an entry is applied by the flush after
+ * the one that wrote it (a leader counts itself once its write is durable),
+ * so under load every transaction both applies the previous batch and
+ * writes the next (one fsync each), instead of two fsyncs per batch. The
+ * idle handle runs the next iteration at once while work is pending. */
+#define MOM_COMMIT_ROUNDS 1
 
 typedef struct mom_commit_wait_s mom_commit_wait_t;
 struct mom_commit_wait_s {
@@ -493,6 +496,14 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     uv_check_start(&c->check, mom_commit_run);
     mom_commit_kick(c);
     return c;
+}
+
+void
+mom_commit_on_applied(mom_commit_t *c, mom_commit_applied_cb applied,
+                      void *applied_data)
+{
+    c->applied = applied;
+    c->applied_data = applied_data;
 }
 
 void

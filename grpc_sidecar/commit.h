@@ -74,6 +74,10 @@ mom_commit_t *mom_commit_new(uv_loop_t *loop, mom_store_t *st,
 
 void mom_commit_set_transport(mom_commit_t *c, const mom_commit_transport_t *t);
 
+/* Replaces the applied hook given to mom_commit_new(). */
+void mom_commit_on_applied(mom_commit_t *c, mom_commit_applied_cb applied,
+                           void *applied_data);
+
 /* Called after a flush that replaced a partition's state with a snapshot
  * from the leader (no applied hook was called for what it contains). */
 typedef void (*mom_commit_restored_cb)(void *data, uint32_t partitions,

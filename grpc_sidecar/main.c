@@ -52,11 +52,13 @@ mom_daemon_stop(uv_signal_t *sig, int signum)
     }
     d->stopping = 1;
     mom_log_info("signal %d: shutting down", signum);
-    mom_sse_shutdown(d->sse);
+    /* The commit path flushes and applies what is committable on close: the
+     * subscriptions (its applied hook) must still exist then. */
     mom_server_close(d->server);
     mom_ops_close(&d->ops);
     mom_cluster_stop(d->cluster);
     mom_commit_close(d->commit);
+    mom_sse_shutdown(d->sse);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
 }

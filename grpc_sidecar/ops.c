@@ -316,6 +316,9 @@ mom_op_committed(void *data, const mom_result_t *res)
     mom_op_t *op = data;
 
     if (res->status == MOM_COMMIT_RETRY) {
+        /* Dropped by a leader that lost its leadership: it may still
+         * commit under the next one. */
+        mom_route_uncertain(op);
         mom_route_again(op, 0);
         return;
     }

@@ -59,6 +59,7 @@ struct mom_op_s {
     struct mom_served_s *served; /* from a peer, NULL once it went away */
     bool forwarded;              /* came through Forward: never forward */
     uint32_t partition;
+    uint64_t started;  /* uv_now() when routing began */
     uint64_t deadline; /* uv_now() after which routing gives up */
     unsigned attempts;
     uint64_t target; /* node of the forward in flight or last tried */
@@ -120,6 +121,8 @@ void mom_ops_key(mom_ops_t *ops, Mom__Request *req);
 
 /* route.c: where an operation runs. */
 void mom_route(mom_op_t *op);
+/* An attempt of this mutation may have been applied: retry it longer. */
+void mom_route_uncertain(mom_op_t *op);
 /* Routes op again after delay_ms (or answers 503 past its deadline). */
 void mom_route_later(mom_op_t *op, uint64_t delay_ms);
 /* Unlinks a finishing op from the router's queues. */

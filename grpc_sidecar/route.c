@@ -5,7 +5,8 @@
  * answer is relayed unchanged. While the leader is unknown (an election)
  * or a forward fails or lands on a node that is no longer leader, the
  * request is retried, following leader hints, until its deadline (three
- * election timeouts); then it is answered 503 "No leader for partition".
+ * election timeouts; longer for a mutation whose outcome is uncertain);
+ * then it is answered 503 "No leader for partition".
  * A request that came through Forward is never forwarded again: it is
  * answered "not leader" with a hint, and its origin retries. Mutations keep
  * the idempotency key given on their first attempt, so that a retry of a
@@ -24,6 +25,12 @@
 
 /* Routing gives up after this (about three election timeouts). */
 #define MOM_ROUTE_DEADLINE_MS 3000
+/* A mutation that may already have been applied (an attempt was sent to a
+ * leader that did not answer, or a leader dropped it while it could still
+ * commit) is retried longer: its retry, with the same idempotency key,
+ * is how the client learns the outcome (a queue message taken by a RECEIVE
+ * whose answer was lost would otherwise be lost to the client). */
+#define MOM_ROUTE_UNCERTAIN_MS 8000
 #define MOM_ROUTE_TICK_MS 20
 #define MOM_ROUTE_WAIT_MS 20   /* leader unknown: election */
 #define MOM_ROUTE_FAILED_MS 50 /* forward failed: peer down or busy */
@@ -145,6 +152,7 @@ mom_route_forward(mom_op_t *op, uint64_t node)
     }
     if (mom_route_is_mutation(op->req->op)) {
         mom_ops_key(op->ops, op->req);
+        mom_route_uncertain(op);
     }
     op->target = node;
     op->attempts++;
@@ -208,7 +216,8 @@ mom_route(mom_op_t *op)
         mom_op_finish(op, 503, NULL, 0, NULL);
         return;
     }
-    op->deadline = mom_route_now(op) + MOM_ROUTE_DEADLINE_MS;
+    op->started = mom_route_now(op);
+    op->deadline = op->started + MOM_ROUTE_DEADLINE_MS;
     if (mom_route_is_list(req->op)) {
         if (req->local_only) {
             mom_ops_execute(op);
@@ -230,6 +239,16 @@ mom_route(mom_op_t *op)
         return;
     }
     mom_route_attempt(op);
+}
+
+void
+mom_route_uncertain(mom_op_t *op)
+{
+    uint64_t until = op->started + MOM_ROUTE_UNCERTAIN_MS;
+
+    if (op->deadline < until) {
+        op->deadline = until;
+    }
 }
 
 void

@@ -132,7 +132,8 @@ sub read_log {
 
 # Acknowledged publishes (content => offset) of a run, and every content
 # that was attempted.
-my (%acked, %attempted, %sent_ok, %received, $received_twice);
+my (%acked, %attempted, %sent_ok, %received, $received_twice,
+    @failed_receives);
 
 sub collect {
     my ($run) = @_;
@@ -155,6 +156,7 @@ sub collect {
     }
     for my $row (read_log("recv-$run.log")) {
         $max_lat = $row->{latency} if $row->{latency} > $max_lat;
+        push @failed_receives, $row if $row->{status} != 200;
         next unless $row->{status} == 200 && $row->{what} ne '-';
         $received_twice++ if $received{$row->{what}}++;
     }
@@ -236,7 +238,9 @@ sub check_queue {
     drain_queue();
     my @lost = grep { !$received{$_} } keys %sent_ok;
     is(scalar @lost, 0, "$when: every acknowledged queue message received")
-        or diag("lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]");
+        or diag("lost: @lost[0 .. ($#lost < 9 ? $#lost : 9)]; failed "
+                . "receives: " . join(', ', map { "$_->{node}:$_->{status}"
+                    . sprintf('@%.2f', $_->{latency}) } @failed_receives));
     ok(!$received_twice, "$when: no queue message delivered twice");
 }
 
@@ -260,8 +264,9 @@ my ($gap, $gap_at) = max_gap(@times);
 cmp_ok($gap, '<', 5, sprintf 'longest pause between acknowledged '
        . 'publishes: %.2f s, from %.2f s after the kill -9 (election)',
        $gap, $gap_at - $killed_at);
-cmp_ok($max_lat, '<', 4.5, sprintf 'slowest request: %.2f s (routing '
-       . 'deadline 3 s)', $max_lat);
+cmp_ok($max_lat, '<', 8.5, sprintf 'slowest request: %.2f s (routing '
+       . 'deadline 3 s, 8 s for a write whose outcome is uncertain)',
+       $max_lat);
 cmp_ok(scalar(keys %acked), '>', 20, scalar(keys %acked)
        . ' publishes acknowledged');
 my @during = grep { $_ > $killed_at && $_ < $killed_at + 4 } @times;
@@ -297,7 +302,7 @@ stop_load(@pids);
 @during = grep { $_ > $paused_at + 0.5 && $_ < $paused_at + 4 } @times;
 cmp_ok(scalar @during, '>', 5, scalar(@during)
        . ' publishes acknowledged through the others meanwhile');
-cmp_ok($max_lat, '<', 4.5, sprintf 'slowest request: %.2f s', $max_lat);
+cmp_ok($max_lat, '<', 8.5, sprintf 'slowest request: %.2f s', $max_lat);
 ok($t->wait_ready(15), 'ready after SIGCONT');
 my $h = check_history('after SIGSTOP/SIGCONT');
 ok(!grep({ $_->{content} =~ /^cut-/ } @$h),

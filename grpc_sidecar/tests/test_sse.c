@@ -83,10 +83,10 @@ teardown(void **state)
     daemon_t *d = *state;
     char cmd[128];
 
-    mom_sse_shutdown(d->sse);
     mom_server_close(d->server);
     mom_ops_close(&d->ops);
     mom_commit_close(d->commit);
+    mom_sse_shutdown(d->sse);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&d->loop), 0);
     mom_store_close(d->st);
@@ -422,6 +422,7 @@ test_shutdown_ends_streams(void **state)
     mom_sse_shutdown(D->sse);
     D->sse = mom_sse_new(&D->loop, &D->conf, D->st); /* for teardown */
     D->ops.sse = D->sse;
+    mom_commit_on_applied(D->commit, mom_sse_applied, D->sse);
     assert_int_equal(next_event(&sub, text, sizeof(text)), MOM__KIND__KIND_END);
     assert_string_equal(
         text, "event: end\ndata: {\"reason\":\"server shutting down\"}\n\n");
