@@ -75,15 +75,17 @@ struct mom_cluster_s {
     bool *leads;
     uint64_t *lead_since;
     uv_timer_t status_timer;
-    uv_timer_t balance_timer;
+    uv_timer_t balance_timer; /* balancing, then the hand-off at a stop */
+    uint64_t handoff_until;
+    void (*handoff_done)(void *data);
+    void *handoff_data;
     bool status_dirty;
     char *status_path;
     int open_handles;
     bool stopped;
 };
 
-/* --- Raft transport ----------------------------------------------------------
- */
+/* --- Raft transport --- */
 
 static mom_dest_t *
 mom_cluster_dest(mom_cluster_t *cl, uint64_t id)
@@ -258,8 +260,7 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
     mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
 }
 
-/* --- status file
- * ---------------------------------------------------------------- */
+/* --- status file --- */
 
 static void
 mom_cluster_status_write(mom_cluster_t *cl)
@@ -354,8 +355,61 @@ mom_cluster_balance(uv_timer_t *t)
     }
 }
 
-/* --- served calls
- * ------------------------------------------------------------- */
+/* --- hand-off before a stop --- */
+
+/* Leaderships are handed off one round at a time; libraft gives a transfer
+ * up after an election timeout, so rounds repeat until none is left. */
+#define MOM_CLUSTER_HANDOFF_POLL_MS 50
+#define MOM_CLUSTER_HANDOFF_RETRY_MS 300
+
+static void
+mom_cluster_handoff_poll(uv_timer_t *t)
+{
+    mom_cluster_t *cl = t->data;
+    uint64_t now = uv_now(cl->loop);
+    void (*done)(void *) = cl->handoff_done;
+    unsigned led = 0;
+
+    for (uint32_t p = 0; p < mom_placement_partitions(cl->pl); p++) {
+        if (!cl->leads[p]) {
+            continue;
+        }
+        led++;
+        if (now - cl->lead_since[p] >= MOM_CLUSTER_HANDOFF_RETRY_MS &&
+            mom_commit_transfer(cl->commit, p, 0) == 0) {
+            cl->lead_since[p] = now;
+        }
+    }
+    if (led > 0 && now < cl->handoff_until) {
+        return;
+    }
+    if (led > 0) {
+        mom_log_warn("stopping while leading %u partition(s)", led);
+    }
+    uv_timer_stop(t);
+    cl->handoff_done = NULL;
+    done(cl->handoff_data);
+}
+
+void
+mom_cluster_handoff(mom_cluster_t *cl, unsigned timeout_ms,
+                    void (*done)(void *data), void *data)
+{
+    uint64_t now = uv_now(cl->loop);
+
+    cl->handoff_until = now + timeout_ms;
+    cl->handoff_done = done;
+    cl->handoff_data = data;
+    /* Every leadership is due for a transfer at once. */
+    for (uint32_t p = 0; p < mom_placement_partitions(cl->pl); p++) {
+        cl->lead_since[p] = now - MOM_CLUSTER_HANDOFF_RETRY_MS;
+    }
+    uv_timer_stop(&cl->balance_timer);
+    uv_timer_start(&cl->balance_timer, mom_cluster_handoff_poll, 0,
+                   MOM_CLUSTER_HANDOFF_POLL_MS);
+}
+
+/* --- served calls --- */
 
 static mom_served_t *
 mom_served_new(mom_cluster_t *cl, mom_peer_srv *call, mom_served_kind_t kind)
@@ -502,8 +556,7 @@ mom_cluster_closed(void *ctx, mom_peer_srv *call)
     }
 }
 
-/* --- forwarding (client)
- * ---------------------------------------------------------- */
+/* --- forwarding (client) --- */
 
 typedef struct {
     mom_cluster_forward_cb cb;
@@ -591,8 +644,7 @@ mom_cluster_subscribe(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
     return s;
 }
 
-/* --- start / stop
- * ----------------------------------------------------------------- */
+/* --- start / stop --- */
 
 static const mom_peer_handlers mom_cluster_handlers = {
     .methods = mom_peer_service,

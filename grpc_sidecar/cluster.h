@@ -32,6 +32,15 @@ mom_cluster_t *mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
                                  const mom_placement_t *pl,
                                  mom_commit_t *commit, mom_ops_t *ops);
 
+/*
+ * Before a clean stop: hands every leadership of this node to another
+ * voter (so that its partitions need no election), then calls done; at the
+ * latest after timeout_ms (a follower may be down or behind). done is
+ * called from a timer, never from inside this call.
+ */
+void mom_cluster_handoff(mom_cluster_t *cl, unsigned timeout_ms,
+                         void (*done)(void *data), void *data);
+
 /* Stops the peer service: calls in flight end (client callbacks get
  * GRPC_STATUS_CANCELLED). Not from a peer callback. */
 void mom_cluster_stop(mom_cluster_t *cl);

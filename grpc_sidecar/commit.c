@@ -101,8 +101,7 @@ mom_commit_item(mom_commit_t *c, mom_commit_wait_t *wait)
     return it;
 }
 
-/* --- driver callbacks (inside mom_raft_* calls) ----------------------------
- */
+/* --- driver callbacks (inside mom_raft_* calls) --- */
 
 static void
 mom_commit_send(void *ctx, uint32_t group, uint64_t to, const uint8_t *buf,
@@ -219,8 +218,7 @@ mom_commit_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf,
     return mom_snapshot_restore(c->st, c->n_parts, group, buf, len, index);
 }
 
-/* --- delivery (outside mom_raft_* calls) -----------------------------------
- */
+/* --- delivery (outside mom_raft_* calls) --- */
 
 static void
 mom_commit_deliver(mom_commit_t *c)
@@ -366,8 +364,7 @@ mom_commit_tick(uv_timer_t *timer)
     mom_commit_kick(c);
 }
 
-/* --- public ----------------------------------------------------------------
- */
+/* --- public --- */
 
 /* A database written by the local log of earlier versions recorded applied
  * indexes that mean nothing to Raft groups: forget them once. */

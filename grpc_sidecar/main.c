@@ -21,6 +21,9 @@
 #include "sse.h"
 #include "store.h"
 
+/* A clean stop waits this long at most for its leaderships to move. */
+#define MOM_DAEMON_HANDOFF_MS 2000
+
 typedef struct {
     uv_loop_t *loop;
     mom_conf_t conf;
@@ -33,7 +36,7 @@ typedef struct {
     mom_ops_t ops;
     uv_signal_t sigterm;
     uv_signal_t sigint;
-    int stopping;
+    int stopping; /* 1: handing leaderships off, 2: stopping */
 } mom_daemon_t;
 
 static void
@@ -43,15 +46,14 @@ mom_daemon_usage(void)
 }
 
 static void
-mom_daemon_stop(uv_signal_t *sig, int signum)
+mom_daemon_shutdown(void *data)
 {
-    mom_daemon_t *d = sig->data;
+    mom_daemon_t *d = data;
 
-    if (d->stopping) {
+    if (d->stopping == 2) {
         return;
     }
-    d->stopping = 1;
-    mom_log_info("signal %d: shutting down", signum);
+    d->stopping = 2;
     /* The commit path flushes and applies what is committable on close: the
      * subscriptions (its applied hook) must still exist then. */
     mom_server_close(d->server);
@@ -61,6 +63,23 @@ mom_daemon_stop(uv_signal_t *sig, int signum)
     mom_sse_shutdown(d->sse);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+}
+
+/* First signal: leaderships go to other nodes (no election needed for this
+ * node's partitions), then the stop; a second signal stops at once. */
+static void
+mom_daemon_stop(uv_signal_t *sig, int signum)
+{
+    mom_daemon_t *d = sig->data;
+
+    mom_log_info("signal %d: shutting down", signum);
+    if (d->stopping == 0 && mom_placement_members(d->pl) > 1) {
+        d->stopping = 1;
+        mom_cluster_handoff(d->cluster, MOM_DAEMON_HANDOFF_MS,
+                            mom_daemon_shutdown, d);
+        return;
+    }
+    mom_daemon_shutdown(d);
 }
 
 int

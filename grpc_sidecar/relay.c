@@ -27,8 +27,7 @@
 
 #define MOM_RELAY_RETRY_MS 50
 
-/* --- client side -------------------------------------------------------------
- */
+/* --- client side --- */
 
 typedef struct {
     mom_ops_t *ops;
@@ -205,8 +204,7 @@ mom_relay_start(mom_op_t *op)
     }
 }
 
-/* --- server side (a replica)
- * ---------------------------------------------------- */
+/* --- server side (a replica) --- */
 
 typedef struct {
     mom_ops_t *ops;

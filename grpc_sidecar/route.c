@@ -89,8 +89,7 @@ mom_route_no_leader(mom_op_t *op)
     mom_op_error(op, 503, "No leader for partition");
 }
 
-/* --- forwarding ------------------------------------------------------------
- */
+/* --- forwarding --- */
 
 static void
 mom_route_learn(mom_ops_t *ops, uint32_t p, uint64_t leader)
@@ -164,8 +163,7 @@ mom_route_forward(mom_op_t *op, uint64_t node)
     }
 }
 
-/* --- the decision -----------------------------------------------------------
- */
+/* --- the decision --- */
 
 static void
 mom_route_attempt(mom_op_t *op)
@@ -264,8 +262,7 @@ mom_route_again(mom_op_t *op, uint64_t leader_hint)
     mom_route_defer(op, leader_hint != 0 ? 0 : MOM_ROUTE_WAIT_MS);
 }
 
-/* --- retry queue ------------------------------------------------------------
- */
+/* --- retry queue --- */
 
 static void
 mom_route_tick(uv_timer_t *t)

@@ -276,6 +276,30 @@ ok($t->wait_ready(15), 'ready after the restart');
 check_history('after kill -9 and restart');
 check_queue('after kill -9 and restart');
 
+# --- a clean stop hands its leaderships over ----------------------------------
+
+my $leaving = leader_of_topic();
+ok($leaving, "node $leaving leads the partition");
+@others = grep { $_ != $leaving } $t->nodes;
+($run, @pids) = start_load(@others);
+sleep 1;
+my $stopped_at = time;
+$t->stop_nginx($leaving);
+$t->stop_momd($leaving);
+my $stop_took = time - $stopped_at;
+sleep 1;
+stop_load(@pids);
+($max_lat, @times) = collect($run);
+my @around = grep { $_ > $stopped_at - 1 } @times;
+($gap) = max_gap(@around);
+cmp_ok($gap, '<', 1, sprintf 'clean stop of the leader: longest pause %.2f s '
+       . '(stop took %.2f s): no election wait', $gap, $stop_took);
+ok($t->start_momd($leaving) && $t->start_nginx($leaving),
+   "node $leaving started again");
+ok($t->wait_ready(15), 'ready');
+check_history('after a clean stop');
+check_queue('after a clean stop');
+
 # --- a node cut off (SIGSTOP) ----------------------------------------------------
 
 my $cut = leader_of_topic();
