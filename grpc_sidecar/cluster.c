@@ -109,7 +109,8 @@ mom_cluster_raft_queue(void *ctx, uint32_t group, uint64_t to,
     if (d == NULL || d->ch == NULL || cl->stopped) {
         return;
     }
-    if (d->bytes + len > MOM_CLUSTER_RAFT_QUEUE) {
+    /* A message larger than the bound (a snapshot) still goes, alone. */
+    if (d->n > 0 && d->bytes + len > MOM_CLUSTER_RAFT_QUEUE) {
         d->dropped++;
         return;
     }
