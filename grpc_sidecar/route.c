@@ -34,8 +34,11 @@
 #define MOM_ROUTE_TICK_MS 20
 #define MOM_ROUTE_WAIT_MS 20   /* leader unknown: election */
 #define MOM_ROUTE_FAILED_MS 50 /* forward failed: peer down or busy */
+/* A follower's wait for its log before it calls a topic unknown. */
+#define MOM_ROUTE_CATCH_UP_MS 1000
 
 static void mom_route_defer(mom_op_t *op, uint64_t delay_ms);
+static void mom_route_subscribe(mom_op_t *op);
 
 bool
 mom_route_is_mutation(Mom__Op op)
@@ -226,17 +229,39 @@ mom_route(mom_op_t *op)
     }
     op->partition = mom_placement_partition(op->ops->pl, req->name);
     if (req->op == MOM__OP__OP_SUBSCRIBE) {
-        /* Every replica applies every entry and fans it out. */
-        if (mom_commit_hosts(op->ops->commit, op->partition)) {
-            mom_ops_execute(op);
-        } else if (req->local_only || op->forwarded) {
-            mom_op_error(op, 503, "Not a replica of this topic");
-        } else {
-            mom_relay_start(op);
-        }
+        mom_route_subscribe(op);
         return;
     }
     mom_route_attempt(op);
+}
+
+/*
+ * Every replica applies every entry and fans it out, so a replica serves
+ * subscriptions itself. A follower learns that an entry committed only with
+ * the leader's next message: a topic created an instant ago may not exist
+ * here yet, so a follower gives its log a moment to catch up before it
+ * answers 404.
+ */
+static void
+mom_route_subscribe(mom_op_t *op)
+{
+    Mom__Request *req = op->req;
+    uint64_t leader;
+
+    if (mom_commit_hosts(op->ops->commit, op->partition)) {
+        if (!mom_commit_ready(op->ops->commit, op->partition, &leader) &&
+            mom_store_coll_get(op->ops->st, MOM_TOPIC, req->name, NULL,
+                               NULL) == MOM_STORE_NOT_FOUND &&
+            mom_route_now(op) < op->started + MOM_ROUTE_CATCH_UP_MS) {
+            mom_route_defer(op, MOM_ROUTE_WAIT_MS);
+            return;
+        }
+        mom_ops_execute(op);
+    } else if (req->local_only || op->forwarded) {
+        mom_op_error(op, 503, "Not a replica of this topic");
+    } else {
+        mom_relay_start(op);
+    }
 }
 
 void
@@ -291,7 +316,7 @@ mom_route_tick(uv_timer_t *t)
         } else if (mom_route_is_list(op->req->op)) {
             mom_lists_start(op);
         } else if (op->req->op == MOM__OP__OP_SUBSCRIBE) {
-            mom_relay_start(op);
+            mom_route_subscribe(op);
         } else {
             mom_route_attempt(op);
         }
