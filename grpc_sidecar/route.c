@@ -250,8 +250,8 @@ mom_route_subscribe(mom_op_t *op)
 
     if (mom_commit_hosts(op->ops->commit, op->partition)) {
         if (!mom_commit_ready(op->ops->commit, op->partition, &leader) &&
-            mom_store_coll_get(op->ops->st, MOM_TOPIC, req->name, NULL,
-                               NULL) == MOM_STORE_NOT_FOUND &&
+            mom_store_coll_get(op->ops->st, MOM_TOPIC, req->name, NULL, NULL) ==
+                MOM_STORE_NOT_FOUND &&
             mom_route_now(op) < op->started + MOM_ROUTE_CATCH_UP_MS) {
             mom_route_defer(op, MOM_ROUTE_WAIT_MS);
             return;
