@@ -457,21 +457,11 @@ mom_op_needs_name(Mom__Op kind)
            kind != MOM__OP__OP_LIST_QUEUES;
 }
 
+/* Every mutation but registering acts as a user. */
 static bool
 mom_op_needs_user(Mom__Op kind)
 {
-    switch (kind) {
-    case MOM__OP__OP_CREATE_TOPIC:
-    case MOM__OP__OP_DELETE_TOPIC:
-    case MOM__OP__OP_PUBLISH:
-    case MOM__OP__OP_CREATE_QUEUE:
-    case MOM__OP__OP_DELETE_QUEUE:
-    case MOM__OP__OP_SEND:
-    case MOM__OP__OP_RECEIVE:
-        return true;
-    default:
-        return false;
-    }
+    return kind != MOM__OP__OP_REGISTER && mom_route_is_mutation(kind);
 }
 
 /* Returns the 422 detail of an invalid request, NULL when it is valid. */
