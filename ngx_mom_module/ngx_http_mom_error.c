@@ -47,9 +47,36 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 static const char *ngx_http_mom_error_detail(ngx_uint_t status);
+static ngx_http_mom_ctx_t *ngx_http_mom_error_ctx(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mom_error_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_mom_error_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+
+
+/*
+ * The request's context, made here when the error comes before the
+ * content handler ran (nginx's own early errors in a MOM location).
+ */
+
+static ngx_http_mom_ctx_t *
+ngx_http_mom_error_ctx(ngx_http_request_t *r)
+{
+    ngx_http_mom_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mom_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mom_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ctx->request = r;
+        ngx_http_set_ctx(r, ctx, ngx_http_mom_module);
+    }
+
+    return ctx;
+}
 
 
 ngx_int_t
@@ -78,16 +105,9 @@ ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_mom_module);
-
+    ctx = ngx_http_mom_error_ctx(r);
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mom_ctx_t));
-        if (ctx == NULL) {
-            return NGX_ERROR;
-        }
-
-        ctx->request = r;
-        ngx_http_set_ctx(r, ctx, ngx_http_mom_module);
+        return NGX_ERROR;
     }
 
     ctx->json = 1;
@@ -227,13 +247,10 @@ ngx_http_mom_error_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_mom_ctx_t));
+        ctx = ngx_http_mom_error_ctx(r);
         if (ctx == NULL) {
             return NGX_ERROR;
         }
-
-        ctx->request = r;
-        ngx_http_set_ctx(r, ctx, ngx_http_mom_module);
     }
 
     if (ngx_http_mom_json_detail(r->pool,
