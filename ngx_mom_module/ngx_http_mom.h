@@ -70,6 +70,14 @@ typedef struct {
 } ngx_http_mom_ctx_t;
 
 
+/* a wanted field of a plain JSON object and its value */
+typedef struct {
+    ngx_str_t                  key;
+    u_char                    *start;   /* the value with its quotes */
+    u_char                    *end;     /* NULL start: field absent */
+} ngx_http_mom_field_t;
+
+
 /* router */
 ngx_int_t ngx_http_mom_route(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx);
 ngx_int_t ngx_http_mom_valid_name(u_char *p, size_t len);
@@ -80,6 +88,8 @@ ngx_int_t ngx_http_mom_parse_args(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx);
 ngx_int_t ngx_http_mom_parse_body(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx);
+ngx_int_t ngx_http_mom_plain_object(u_char *p, u_char *last,
+    ngx_http_mom_field_t *fields, ngx_uint_t n);
 ngx_table_elt_t *ngx_http_mom_find_header(ngx_http_request_t *r,
     const char *name, size_t len);
 

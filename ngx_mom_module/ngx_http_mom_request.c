@@ -1,9 +1,11 @@
 
 /*
  * What a client sends, checked and turned into a mom.Request: the query
- * arguments (since, limit, last_event_id), the JSON body (read whole,
- * parsed and validated with jansson) and the fields of the Request frame.
- * Everything wrong here is a 422 with a detail saying what is wrong.
+ * arguments (since, limit, last_event_id), the JSON body (read whole; a
+ * flat object of plain strings is checked by a scanner of its own, any
+ * other body is parsed and validated with jansson) and the fields of the
+ * Request frame. Everything wrong here is a 422 with a detail saying what
+ * is wrong.
  */
 
 
@@ -18,6 +20,18 @@ static ngx_int_t ngx_http_mom_parse_uint(u_char *p, size_t len,
     uint64_t *value);
 static ngx_int_t ngx_http_mom_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_int_t ngx_http_mom_plain_body(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_mom_plain_field(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, ngx_http_mom_field_t *field, char **out);
+static ngx_int_t ngx_http_mom_json_body(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_mom_check_name(ngx_http_mom_ctx_t *ctx,
+    char *value, const char *detail);
+static ngx_int_t ngx_http_mom_check_password(ngx_http_mom_ctx_t *ctx,
+    char *value);
+static ngx_int_t ngx_http_mom_set_content(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, u_char *text, size_t len);
 static ngx_int_t ngx_http_mom_body_string(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx, json_t *obj, const char *field, char **out);
 static ngx_int_t ngx_http_mom_body_content(ngx_http_request_t *r,
@@ -141,117 +155,20 @@ ngx_http_mom_parse_args(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
 ngx_int_t
 ngx_http_mom_parse_body(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
 {
-    char         *value;
-    size_t        n;
-    json_t       *obj;
-    ngx_int_t     rc;
-    ngx_str_t     body;
-    json_error_t  err;
+    ngx_int_t  rc;
+    ngx_str_t  body;
 
-    rc = ngx_http_mom_read_body(r, &body);
-    if (rc != NGX_OK) {
+    if (ngx_http_mom_read_body(r, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    obj = json_loadb((char *) body.data, body.len,
-                     JSON_DECODE_ANY|JSON_ALLOW_NUL, &err);
+    rc = ngx_http_mom_plain_body(r, ctx, &body);
 
-    if (obj == NULL) {
-        if (body.len == 0) {
-            ctx->detail = "Request body must be a JSON object";
-            return NGX_HTTP_MOM_UNPROCESSABLE;
-        }
-
-        value = ngx_pnalloc(r->pool, JSON_ERROR_TEXT_LENGTH + 80);
-        if (value == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        *ngx_snprintf((u_char *) value, JSON_ERROR_TEXT_LENGTH + 79,
-                      "Malformed JSON in request body: %s "
-                      "(line %d, column %d)",
-                      err.text, err.line, err.column)
-            = '\0';
-
-        ctx->detail = value;
-        return NGX_HTTP_MOM_UNPROCESSABLE;
+    if (rc != NGX_DECLINED) {
+        return rc;
     }
 
-    if (!json_is_object(obj)) {
-        json_decref(obj);
-        ctx->detail = "Request body must be a JSON object";
-        return NGX_HTTP_MOM_UNPROCESSABLE;
-    }
-
-    switch (ctx->op) {
-
-    case MOM__OP__OP_REGISTER:
-    case MOM__OP__OP_LOGIN:
-
-        rc = ngx_http_mom_body_string(r, ctx, obj, "username", &value);
-        if (rc != NGX_OK) {
-            break;
-        }
-
-        if (ngx_http_mom_valid_name((u_char *) value, ngx_strlen(value))
-            != NGX_OK)
-        {
-            ctx->detail = "Invalid username: use 1 to 128 of "
-                          "A-Z a-z 0-9 . _ -";
-            rc = NGX_HTTP_MOM_UNPROCESSABLE;
-            break;
-        }
-
-        ctx->req.name = value;
-
-        rc = ngx_http_mom_body_string(r, ctx, obj, "password", &value);
-        if (rc != NGX_OK) {
-            break;
-        }
-
-        n = ngx_strlen(value);
-
-        if (n == 0 || n > NGX_HTTP_MOM_PASSWORD_MAX) {
-            ctx->detail = "Field 'password' must be 1 to 1024 bytes";
-            rc = NGX_HTTP_MOM_UNPROCESSABLE;
-            break;
-        }
-
-        ctx->req.password = value;
-        break;
-
-    case MOM__OP__OP_CREATE_TOPIC:
-    case MOM__OP__OP_CREATE_QUEUE:
-
-        rc = ngx_http_mom_body_string(r, ctx, obj, "name", &value);
-        if (rc != NGX_OK) {
-            break;
-        }
-
-        if (ngx_http_mom_valid_name((u_char *) value, ngx_strlen(value))
-            != NGX_OK)
-        {
-            ctx->detail = "Invalid name: use 1 to 128 of A-Z a-z 0-9 . _ -";
-            rc = NGX_HTTP_MOM_UNPROCESSABLE;
-            break;
-        }
-
-        ctx->req.name = value;
-        break;
-
-    case MOM__OP__OP_PUBLISH:
-    case MOM__OP__OP_SEND:
-
-        rc = ngx_http_mom_body_content(r, ctx, obj);
-        break;
-
-    default:
-        rc = NGX_OK;
-    }
-
-    json_decref(obj);
-
-    return rc;
+    return ngx_http_mom_json_body(r, ctx, &body);
 }
 
 
@@ -360,9 +277,10 @@ ngx_http_mom_parse_uint(u_char *p, size_t len, uint64_t *value)
 
 
 /*
- * The whole body in one piece. It is in memory unless it outgrew
- * client_body_buffer_size, then it is read back from nginx's temporary
- * file (just written, so from the page cache).
+ * The whole body in one piece: nginx's own buffer when the body sits in one
+ * buffer in memory (the usual case: request_body_in_single_buf), else a
+ * copy; a body that outgrew client_body_buffer_size is read back from
+ * nginx's temporary file (just written, so from the page cache).
  */
 
 static ngx_int_t
@@ -381,9 +299,17 @@ ngx_http_mom_read_body(ngx_http_request_t *r, ngx_str_t *body)
         return NGX_OK;
     }
 
+    cl = r->request_body->bufs;
+
+    if (cl->next == NULL && !cl->buf->in_file) {
+        body->data = cl->buf->pos;
+        body->len = cl->buf->last - cl->buf->pos;
+        return NGX_OK;
+    }
+
     len = 0;
 
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+    for ( /* void */ ; cl; cl = cl->next) {
         len += ngx_buf_size(cl->buf);
     }
 
@@ -417,6 +343,324 @@ ngx_http_mom_read_body(ngx_http_request_t *r, ngx_str_t *body)
     }
 
     body->len = p - body->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The common body, an object of plain strings ({"content":"..."}), read
+ * by ngx_http_mom_plain_object() without jansson: NGX_DECLINED hands any
+ * other body (errors included: jansson's error text is the detail) to
+ * ngx_http_mom_json_body().
+ */
+
+static ngx_int_t
+ngx_http_mom_plain_body(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    char                  *value;
+    ngx_int_t              rc;
+    ngx_uint_t             n;
+    ngx_http_mom_field_t   fields[2], *content;
+
+    switch (ctx->op) {
+
+    case MOM__OP__OP_REGISTER:
+    case MOM__OP__OP_LOGIN:
+        ngx_str_set(&fields[0].key, "username");
+        ngx_str_set(&fields[1].key, "password");
+        n = 2;
+        break;
+
+    case MOM__OP__OP_CREATE_TOPIC:
+    case MOM__OP__OP_CREATE_QUEUE:
+        ngx_str_set(&fields[0].key, "name");
+        n = 1;
+        break;
+
+    case MOM__OP__OP_PUBLISH:
+    case MOM__OP__OP_SEND:
+        ngx_str_set(&fields[0].key, "content");
+        ngx_str_set(&fields[1].key, "data");
+        n = 2;
+        break;
+
+    default:
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_mom_plain_object(body->data, body->data + body->len,
+                                  fields, n)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    switch (ctx->op) {
+
+    case MOM__OP__OP_REGISTER:
+    case MOM__OP__OP_LOGIN:
+
+        rc = ngx_http_mom_plain_field(r, ctx, &fields[0], &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_mom_check_name(ctx, value, "Invalid username: use 1 "
+                                     "to 128 of A-Z a-z 0-9 . _ -");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ctx->req.name = value;
+
+        rc = ngx_http_mom_plain_field(r, ctx, &fields[1], &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_mom_check_password(ctx, value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ctx->req.password = value;
+        return NGX_OK;
+
+    case MOM__OP__OP_CREATE_TOPIC:
+    case MOM__OP__OP_CREATE_QUEUE:
+
+        rc = ngx_http_mom_plain_field(r, ctx, &fields[0], &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        rc = ngx_http_mom_check_name(ctx, value, "Invalid name: use 1 to "
+                                     "128 of A-Z a-z 0-9 . _ -");
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        ctx->req.name = value;
+        return NGX_OK;
+
+    default:
+
+        content = fields[0].start ? &fields[0] : &fields[1];
+
+        if (content->start == NULL) {
+            ctx->detail = "Field 'content' (or 'data') is required";
+            return NGX_HTTP_MOM_UNPROCESSABLE;
+        }
+
+        /* the string with its quotes, as jansson would dump it */
+
+        return ngx_http_mom_set_content(r, ctx, content->start,
+                                        content->end - content->start);
+    }
+}
+
+
+/*
+ * A required field of a plain object: its string, NUL-terminated in the
+ * pool (a plain string holds no NUL).
+ */
+
+static ngx_int_t
+ngx_http_mom_plain_field(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    ngx_http_mom_field_t *field, char **out)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (field->start == NULL) {
+        p = ngx_pnalloc(r->pool, 64);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ngx_snprintf(p, 63, "Field '%V' is required", &field->key) = '\0';
+
+        ctx->detail = (char *) p;
+        return NGX_HTTP_MOM_UNPROCESSABLE;
+    }
+
+    len = field->end - field->start - 2;
+
+    p = ngx_pnalloc(r->pool, len + 1);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_memcpy(p, field->start + 1, len);
+    p[len] = '\0';
+
+    *out = (char *) p;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Any other body: parsed by jansson, whose error text is the detail.
+ */
+
+static ngx_int_t
+ngx_http_mom_json_body(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    char         *value;
+    json_t       *obj;
+    ngx_int_t     rc;
+    json_error_t  err;
+
+    obj = json_loadb((char *) body->data, body->len,
+                     JSON_DECODE_ANY|JSON_ALLOW_NUL, &err);
+
+    if (obj == NULL) {
+        if (body->len == 0) {
+            ctx->detail = "Request body must be a JSON object";
+            return NGX_HTTP_MOM_UNPROCESSABLE;
+        }
+
+        value = ngx_pnalloc(r->pool, JSON_ERROR_TEXT_LENGTH + 80);
+        if (value == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        *ngx_snprintf((u_char *) value, JSON_ERROR_TEXT_LENGTH + 79,
+                      "Malformed JSON in request body: %s "
+                      "(line %d, column %d)",
+                      err.text, err.line, err.column)
+            = '\0';
+
+        ctx->detail = value;
+        return NGX_HTTP_MOM_UNPROCESSABLE;
+    }
+
+    if (!json_is_object(obj)) {
+        json_decref(obj);
+        ctx->detail = "Request body must be a JSON object";
+        return NGX_HTTP_MOM_UNPROCESSABLE;
+    }
+
+    switch (ctx->op) {
+
+    case MOM__OP__OP_REGISTER:
+    case MOM__OP__OP_LOGIN:
+
+        rc = ngx_http_mom_body_string(r, ctx, obj, "username", &value);
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        rc = ngx_http_mom_check_name(ctx, value, "Invalid username: use 1 "
+                                     "to 128 of A-Z a-z 0-9 . _ -");
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        ctx->req.name = value;
+
+        rc = ngx_http_mom_body_string(r, ctx, obj, "password", &value);
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        rc = ngx_http_mom_check_password(ctx, value);
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        ctx->req.password = value;
+        break;
+
+    case MOM__OP__OP_CREATE_TOPIC:
+    case MOM__OP__OP_CREATE_QUEUE:
+
+        rc = ngx_http_mom_body_string(r, ctx, obj, "name", &value);
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        rc = ngx_http_mom_check_name(ctx, value, "Invalid name: use 1 to "
+                                     "128 of A-Z a-z 0-9 . _ -");
+        if (rc != NGX_OK) {
+            break;
+        }
+
+        ctx->req.name = value;
+        break;
+
+    case MOM__OP__OP_PUBLISH:
+    case MOM__OP__OP_SEND:
+
+        rc = ngx_http_mom_body_content(r, ctx, obj);
+        break;
+
+    default:
+        rc = NGX_OK;
+    }
+
+    json_decref(obj);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_mom_check_name(ngx_http_mom_ctx_t *ctx, char *value,
+    const char *detail)
+{
+    if (ngx_http_mom_valid_name((u_char *) value, ngx_strlen(value))
+        != NGX_OK)
+    {
+        ctx->detail = detail;
+        return NGX_HTTP_MOM_UNPROCESSABLE;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_mom_check_password(ngx_http_mom_ctx_t *ctx, char *value)
+{
+    size_t  n;
+
+    n = ngx_strlen(value);
+
+    if (n == 0 || n > NGX_HTTP_MOM_PASSWORD_MAX) {
+        ctx->detail = "Field 'password' must be 1 to 1024 bytes";
+        return NGX_HTTP_MOM_UNPROCESSABLE;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The compact JSON text of the message, kept where it is (the body or the
+ * pool) unless it leaves no room for the message's envelope in history
+ * pages and events.
+ */
+
+static ngx_int_t
+ngx_http_mom_set_content(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    u_char *text, size_t len)
+{
+    ngx_http_mom_loc_conf_t  *mlcf;
+
+    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mom_module);
+
+    if (len + 65536 > mlcf->max_frame_size) {
+        ctx->detail = "Request body too large";
+        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+    }
+
+    ctx->req.content.data = text;
+    ctx->req.content.len = len;
 
     return NGX_OK;
 }
@@ -487,11 +731,11 @@ static ngx_int_t
 ngx_http_mom_body_content(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     json_t *obj)
 {
-    char                     *text;
-    size_t                    len;
-    json_t                   *v;
-    u_char                   *p;
-    ngx_http_mom_loc_conf_t  *mlcf;
+    char       *text;
+    size_t      len;
+    json_t     *v;
+    u_char     *p;
+    ngx_int_t   rc;
 
     v = json_object_get(obj, "content");
 
@@ -512,14 +756,13 @@ ngx_http_mom_body_content(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
 
     len = ngx_strlen(text);
 
-    mlcf = ngx_http_get_module_loc_conf(r, ngx_http_mom_module);
+    /* the size is checked before the text is copied */
 
-    /* room for the message's envelope in history pages and events */
+    rc = ngx_http_mom_set_content(r, ctx, (u_char *) text, len);
 
-    if (len + 65536 > mlcf->max_frame_size) {
+    if (rc != NGX_OK) {
         free(text);
-        ctx->detail = "Request body too large";
-        return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
+        return rc;
     }
 
     p = ngx_pnalloc(r->pool, len);
@@ -532,7 +775,6 @@ ngx_http_mom_body_content(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     free(text);
 
     ctx->req.content.data = p;
-    ctx->req.content.len = len;
 
     return NGX_OK;
 }

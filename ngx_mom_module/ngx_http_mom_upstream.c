@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_mom_login_body(ngx_http_request_t *r,
     Mom__Response *resp, ngx_str_t *body);
 static ngx_int_t ngx_http_mom_filter_init(void *data);
 static ngx_int_t ngx_http_mom_filter(void *data, ssize_t bytes);
+static void *ngx_http_mom_pb_alloc(void *pool, size_t size);
+static void ngx_http_mom_pb_free(void *pool, void *p);
 static void ngx_http_mom_abort_request(ngx_http_request_t *r);
 static void ngx_http_mom_finalize_request(ngx_http_request_t *r,
     ngx_int_t rc);
@@ -182,6 +184,7 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
     ngx_int_t                 rc;
     ngx_buf_t                *b;
     Mom__Response            *resp;
+    ProtobufCAllocator        allocator;
     ngx_http_mom_ctx_t       *ctx;
     ngx_http_mom_loc_conf_t  *mlcf;
 
@@ -225,7 +228,13 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
         return NGX_AGAIN;
     }
 
-    resp = mom__response__unpack(NULL, len,
+    /* unpacked into the request's pool: no malloc() per reply */
+
+    allocator.alloc = ngx_http_mom_pb_alloc;
+    allocator.free = ngx_http_mom_pb_free;
+    allocator.allocator_data = r->pool;
+
+    resp = mom__response__unpack(&allocator, len,
                                  b->pos + NGX_HTTP_MOM_FRAME_HEADER);
 
     if (resp == NULL
@@ -236,7 +245,7 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
                       "momd sent an invalid reply frame");
 
         if (resp) {
-            mom__response__free_unpacked(resp, NULL);
+            mom__response__free_unpacked(resp, &allocator);
         }
 
         return NGX_HTTP_UPSTREAM_INVALID_HEADER;
@@ -246,7 +255,7 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
 
     rc = ngx_http_mom_reply(r, ctx, resp);
 
-    mom__response__free_unpacked(resp, NULL);
+    mom__response__free_unpacked(resp, &allocator);
 
     return rc;
 }
@@ -450,6 +459,22 @@ ngx_http_mom_filter(void *data, ssize_t bytes)
     }
 
     return NGX_OK;
+}
+
+
+static void *
+ngx_http_mom_pb_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
+/* small blocks go with the pool; a large one (a history page) now */
+
+static void
+ngx_http_mom_pb_free(void *pool, void *p)
+{
+    ngx_pfree(pool, p);
 }
 
 
