@@ -773,6 +773,7 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     for (i = 0; i < m->n_groups; i++) {
         mom_raft_group_persist_early(m->groups[i], now_ms);
         mom_raft_group_apply(m->groups[i]);
+        mom_raft_group_settle(m->groups[i]);
     }
     mom_raft_store_commit(m->store);
     m->stats.flushes++;

@@ -65,7 +65,13 @@ struct mom_raft_group_s {
     mom_raft_chunk_t *tail;
     mom_raft_chunk_t *tail_last;
     uint64_t truncate_from; /* 0: none */
-    uint64_t stored_last;   /* last index in SQLite */
+    uint64_t stored_last;   /* last index in SQLite, or elided (below) */
+    /* A group whose only member is this node applies the entries of a
+     * flush from memory, in the transaction that would have written them,
+     * and records a snapshot at its applied index instead of the entries
+     * (mom_raft_group_settle): `elided` during such a flush. */
+    int elided;
+    int log_rows; /* raft_log may hold rows of the group */
 
     /* A snapshot from the leader, not yet persisted (then reported). */
     int installing;
@@ -133,6 +139,8 @@ void *mom_raft_waiter_take(mom_raft_group_t *g, uint64_t index, uint64_t term);
 void mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms);
 
 /* raft_persist.c */
+/* Whether this node is the group's only voter: no message ever leaves. */
+int mom_raft_group_alone(const mom_raft_group_t *g);
 void mom_raft_log_add(mom_raft_group_t *g, uint64_t index,
                       struct raft_entry *entries, unsigned n);
 void mom_raft_install_begin(mom_raft_group_t *g,
@@ -147,6 +155,7 @@ int mom_raft_group_pending(const mom_raft_group_t *g);
 int mom_raft_group_write(mom_raft_group_t *g);
 void mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms);
 void mom_raft_group_apply(mom_raft_group_t *g);
+void mom_raft_group_settle(mom_raft_group_t *g);
 void mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms);
 
 #endif /* MOM_RAFT_GROUP_INT_H */

@@ -379,6 +379,7 @@ install_write(mom_raft_group_t *g)
     row.conf = conf.base;
     row.conf_len = conf.len;
     mom_raft_store_truncate(m->store, g->id, 0);
+    g->log_rows = 0;
     mom_raft_store_save_snapshot(m->store, g->id, &row);
     if (m->cb.snapshot_restore(m->cb.ctx, g->id, g->install_data.base,
                                g->install_data.len, row.index) != 0) {
@@ -401,6 +402,24 @@ install_write(mom_raft_group_t *g)
 }
 
 int
+mom_raft_group_alone(const mom_raft_group_t *g)
+{
+    const struct raft_configuration *conf = &g->raft.configuration;
+
+    return conf->n == 1 && conf->servers[0].id == g->m->node_id &&
+           conf->servers[0].role == RAFT_VOTER;
+}
+
+/* A leader that is the whole group commits what it writes at once: no one
+ * will ever ask for these entries, so they need not be written at all. */
+static int
+may_elide(mom_raft_group_t *g)
+{
+    return mom_raft_group_alone(g) && raft_state(&g->raft) == RAFT_LEADER &&
+           !g->installing && g->conf != NULL && g->applied_term != 0;
+}
+
+int
 mom_raft_group_write(mom_raft_group_t *g)
 {
     mom_raft_store_t *s = g->m->store;
@@ -418,7 +437,17 @@ mom_raft_group_write(mom_raft_group_t *g)
         g->truncate_from = 0;
         wrote = 1;
     }
-    while ((c = g->tail) != NULL) {
+    if (g->tail != NULL && may_elide(g)) {
+        g->elided = 1;
+        for (c = g->tail; c != NULL; c = c->next) {
+            if (c->n > 0) {
+                g->stored_last = c->index + c->n - 1;
+            }
+        }
+        wrote = 1;
+    }
+    while (!g->elided && (c = g->tail) != NULL) {
+        g->log_rows = 1;
         for (i = 0; i < c->n; i++) {
             mom_raft_store_append(s, g->id, c->index + i, c->entries[i].term,
                                   (int)c->entries[i].type,
@@ -433,7 +462,9 @@ mom_raft_group_write(mom_raft_group_t *g)
         chunk_free(c);
         wrote = 1;
     }
-    g->tail_last = NULL;
+    if (!g->elided) {
+        g->tail_last = NULL;
+    }
     if (g->state_dirty) {
         mom_raft_store_save_state(s, g->id, g->term, g->vote);
         g->state_dirty = 0;
@@ -530,6 +561,76 @@ snapshot_take(mom_raft_group_t *g)
     m->stats.snapshots_taken++;
 }
 
+/* The entries of this flush that were not written, from memory. */
+static void
+apply_elided(mom_raft_group_t *g, uint64_t commit)
+{
+    const struct raft_entry *e;
+    mom_raft_chunk_t *c;
+    uint64_t index;
+    unsigned i;
+
+    for (c = g->tail; c != NULL; c = c->next) {
+        for (i = 0; i < c->n; i++) {
+            index = c->index + i;
+            if (index <= g->applied) {
+                continue;
+            }
+            e = &c->entries[i];
+            if (index > commit || apply_entry(g, index, e->term, (int)e->type,
+                                              e->buf.base, e->buf.len) != 0) {
+                return;
+            }
+        }
+    }
+}
+
+/*
+ * After the apply of a flush that elided entries, in its transaction: the
+ * entries that did not commit are written after all, and a snapshot row
+ * at the applied index stands for the others (the state machine holds
+ * them), with the rows it covers deleted so that the log has no hole.
+ */
+void
+mom_raft_group_settle(mom_raft_group_t *g)
+{
+    mom_raft_t *m = g->m;
+    mom_raft_snapshot_row_t row;
+    mom_raft_chunk_t *c;
+    int written = 0;
+    unsigned i;
+
+    if (!g->elided) {
+        return;
+    }
+    g->elided = 0;
+    while ((c = g->tail) != NULL) {
+        for (i = 0; i < c->n; i++) {
+            if (c->index + i > g->applied) {
+                mom_raft_store_append(
+                    m->store, g->id, c->index + i, c->entries[i].term,
+                    (int)c->entries[i].type, c->entries[i].buf.base,
+                    c->entries[i].buf.len);
+                written = 1;
+            }
+        }
+        g->tail = c->next;
+        chunk_free(c);
+    }
+    g->tail_last = NULL;
+    row.index = g->applied;
+    row.term = g->applied_term;
+    row.conf_index = g->conf_index;
+    row.conf = g->conf;
+    row.conf_len = g->conf_len;
+    mom_raft_store_save_snapshot(m->store, g->id, &row);
+    if (g->log_rows) {
+        mom_raft_store_compact(m->store, g->id, g->applied);
+    }
+    g->log_rows = written;
+    m->stats.entries_elided++;
+}
+
 void
 mom_raft_group_apply(mom_raft_group_t *g)
 {
@@ -538,8 +639,13 @@ mom_raft_group_apply(mom_raft_group_t *g)
 
     if (commit > g->applied) {
         g->sm_applied = m->cb.applied_index(m->cb.ctx, g->id);
-        mom_raft_store_read(m->store, g->id, g->applied + 1, commit, 1,
-                            apply_entry, g);
+        if (g->log_rows) {
+            mom_raft_store_read(m->store, g->id, g->applied + 1, commit, 1,
+                                apply_entry, g);
+        }
+        if (g->elided) {
+            apply_elided(g, commit);
+        }
         if (g->applied < commit) {
             fprintf(stderr,
                     "momd: raft group %" PRIu32 ": entry %" PRIu64 " missing\n",
@@ -563,7 +669,8 @@ report_persisted_entries(mom_raft_group_t *g, uint64_t now_ms)
 {
     struct raft_event ev;
 
-    if (g->raft.snapshot.installing || g->installing || g->tail != NULL ||
+    if (g->raft.snapshot.installing || g->installing ||
+        (g->tail != NULL && !g->elided) ||
         raft_last_index(&g->raft) <= g->raft.last_stored) {
         return;
     }

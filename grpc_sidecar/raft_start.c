@@ -175,6 +175,7 @@ mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
     g->vote = vote;
     g->stored_last =
         log.n > 0 ? log.first + log.n - 1 : (has_snap ? row.index : 0);
+    g->log_rows = log.n > 0;
     /* Entries up to the snapshot, or the bootstrap entry 1, are applied;
      * set before the START step, which may commit more (single voter). */
     if (has_snap) {

@@ -606,7 +606,21 @@ test_chaos(void **state)
     sim_destroy(&s);
 }
 
-/* A one-node cluster is a group of one: leader at start, commits alone. */
+static int64_t
+query_int(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v;
+
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* A one-node cluster is a group of one: leader at start, commits alone,
+ * and never writes its entries (a snapshot row stands for them). */
 static void
 test_single_node(void **state)
 {
@@ -622,6 +636,15 @@ test_single_node(void **state)
     assert_true(mom_raft_leader(s.nodes[0].raft, 1, NULL));
     submit_all(&s, 1, r, n, 20, 1);
     assert_int_equal(settle(&s, r, n, SEC), n);
+    assert_true(mom_raft_stats(s.nodes[0].raft)->entries_elided > 0);
+    assert_int_equal(
+        query_int(s.nodes[0].db, "SELECT count(*) FROM raft_log WHERE grp = 0"),
+        0);
+    /* A snapshot row at the last index: the bootstrap entry and every
+     * command. */
+    assert_int_equal(query_int(s.nodes[0].db, "SELECT snap_idx FROM "
+                                              "raft_state WHERE grp = 0"),
+                     n + 1);
     sim_crash(&s, 1);
     sim_restart(&s, 1);
     assert_true(mom_raft_leader(s.nodes[0].raft, 0, NULL));
