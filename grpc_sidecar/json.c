@@ -202,3 +202,53 @@ mom_json_message(mom_buf_t *b, const char *id_key, uint64_t id,
     mom_json_timestamp(b, ts_ms);
     mom_buf_append(b, "}", 1);
 }
+
+/* Length of the UTF-8 sequence that starts at p (a byte >= 0x80), 0 if it
+ * is not a strict one. */
+static size_t
+mom_utf8_sequence(const uint8_t *p, const uint8_t *end)
+{
+    static const uint32_t shortest[5] = {0, 0, 0x80, 0x800, 0x10000};
+    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : 2;
+    uint32_t cp;
+
+    if (p[0] < 0xc2 || p[0] > 0xf4 || (size_t)(end - p) < n) {
+        return 0;
+    }
+    cp = p[0] & (0x7fu >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (p[i] & 0x3fu);
+    }
+    if (cp < shortest[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+    return n;
+}
+
+bool
+mom_json_is_plain_string(const void *data, size_t len)
+{
+    const uint8_t *p = data, *end;
+    size_t n;
+
+    if (len < 2 || p[0] != '"' || p[len - 1] != '"') {
+        return false;
+    }
+    end = p + len - 1;
+    for (p++; p < end; p += n) {
+        if (*p >= 0x80) {
+            n = mom_utf8_sequence(p, end);
+            if (n == 0) {
+                return false;
+            }
+        } else if (*p < 0x20 || *p == '"' || *p == '\\') {
+            return false;
+        } else {
+            n = 1;
+        }
+    }
+    return true;
+}

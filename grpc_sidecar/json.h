@@ -33,6 +33,14 @@ void mom_json_raw(mom_buf_t *b, const void *json, size_t len);
 /* "2026-11-26T14:38:35.123Z" (with quotes) for milliseconds since epoch. */
 void mom_json_timestamp(mom_buf_t *b, int64_t ms);
 
+/*
+ * Whether [data, data + len) is exactly one JSON string literal with no
+ * escape: quotes around strict UTF-8 (no overlong form, surrogate or code
+ * point above U+10FFFF) without control characters. Such text needs no
+ * full parser to be known valid.
+ */
+bool mom_json_is_plain_string(const void *data, size_t len);
+
 /* {"detail":"<text>"} */
 void mom_json_detail(mom_buf_t *b, const char *text);
 

@@ -71,6 +71,9 @@ mom_ops_content_valid(const void *data, size_t len, size_t max)
         memchr(data, '\r', len) != NULL) {
         return false;
     }
+    if (mom_json_is_plain_string(data, len)) {
+        return true; /* the common case, without building a jansson tree */
+    }
     value = json_loadb(data, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &error);
     if (value == NULL) {
         return false;
