@@ -340,6 +340,12 @@ mom_commit_run(uv_check_t *check)
 
     mom_commit_barriers(c);
     while (rounds++ < MOM_COMMIT_ROUNDS && mom_raft_pending(c->raft)) {
+        if (c->tr.flush != NULL) {
+            /* The AppendEntries of new proposals leave now: the followers'
+             * writes overlap the leader's own (and its fsync). */
+            mom_raft_propose(c->raft, uv_now(c->loop));
+            c->tr.flush(c->tr.ctx);
+        }
         mom_raft_flush(c->raft, uv_now(c->loop));
         mom_commit_deliver(c);
         mom_commit_barriers(c);

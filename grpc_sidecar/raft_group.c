@@ -752,14 +752,22 @@ mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms)
 }
 
 void
+mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_groups; i++) {
+        group_submit_proposals(m->groups[i], now_ms);
+    }
+}
+
+void
 mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
     size_t i, written = 0;
     int work = 0;
 
-    for (i = 0; i < m->n_groups; i++) {
-        group_submit_proposals(m->groups[i], now_ms);
-    }
+    mom_raft_propose(m, now_ms);
     for (i = 0; i < m->n_groups; i++) {
         work |= mom_raft_group_pending(m->groups[i]);
     }

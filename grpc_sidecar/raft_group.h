@@ -154,6 +154,14 @@ int mom_raft_pending(const mom_raft_t *m);
  */
 void mom_raft_flush(mom_raft_t *m, uint64_t now_ms);
 
+/*
+ * Step 1 of mom_raft_flush() alone: hands the queued proposals to Raft, so
+ * that the AppendEntries carrying them can be sent before the flush writes
+ * them (a leader replicates in parallel with its own write and counts
+ * itself only once that is durable).
+ */
+void mom_raft_propose(mom_raft_t *m, uint64_t now_ms);
+
 /* 1 if this node leads the group; *leader_id gets the known leader. */
 int mom_raft_leader(const mom_raft_t *m, uint32_t group, uint64_t *leader_id);
 
