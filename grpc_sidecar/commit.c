@@ -144,6 +144,16 @@ mom_commit_apply(void *ctx, uint32_t group, uint64_t index, const uint8_t *buf,
     }
 }
 
+static void
+mom_commit_applied_batch(void *ctx)
+{
+    mom_commit_t *c = ctx;
+
+    if (mom_store_applied_flush(c->st) != MOM_STORE_OK) {
+        mom_commit_fatal("storage error writing applied indexes");
+    }
+}
+
 static uint64_t
 mom_commit_applied_index(void *ctx, uint32_t group)
 {
@@ -444,6 +454,7 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     mom_raft_callbacks_t cb = {
         .send = mom_commit_send,
         .apply = mom_commit_apply,
+        .applied_batch = mom_commit_applied_batch,
         .applied_index = mom_commit_applied_index,
         .aborted = mom_commit_aborted,
         .role_changed = mom_commit_role,

@@ -396,8 +396,8 @@ mom_op_register(mom_op_t *op)
         unsigned status = 0;
 
         mom_buf_init(&body);
-        rc = mom_store_dedup_get(ops->st, op->req->producer, op->req->sequence,
-                                 &status, &body);
+        rc = mom_store_dedup_get(ops->st, op->partition, op->req->producer,
+                                 op->req->sequence, &status, &body);
         if (rc == MOM_STORE_OK) {
             mom_op_finish_buf(op, status, &body);
             return;

@@ -783,6 +783,9 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
         mom_raft_group_apply(m->groups[i]);
         mom_raft_group_settle(m->groups[i]);
     }
+    if (m->cb.applied_batch != NULL) {
+        m->cb.applied_batch(m->cb.ctx);
+    }
     mom_raft_store_commit(m->store);
     m->stats.flushes++;
     m->stats.group_writes += written;

@@ -68,6 +68,10 @@ typedef struct {
      * and set its applied index to `index`; inside the flush transaction. */
     int (*snapshot_restore)(void *ctx, uint32_t group, const uint8_t *buf,
                             size_t len, uint64_t index);
+    /* Optional: once per flush transaction, after the last apply() and
+     * snapshot_restore() and before COMMIT, for writes the state machine
+     * defers to the end of a batch (its applied indexes). */
+    void (*applied_batch)(void *ctx);
 } mom_raft_callbacks_t;
 
 typedef struct {

@@ -10,11 +10,18 @@
 #include "sm.h"
 
 /*
- * Results are kept for about an hour (sequence numbers are milliseconds
- * << 12 for every producer, see ops.c): a retry comes within seconds.
- * Pruning depends on the log index and the command only (deterministic).
+ * Results are kept while a retry can still commit: a command is committed
+ * twice only when its origin retries it (route.c), for at most
+ * MOM_ROUTE_UNCERTAIN_MS (8 s) after its key was made, and an entry still
+ * in flight commits within a few election timeouts. A minute of the
+ * producer's own clock (sequence numbers are its milliseconds << 12, see
+ * ops.c) leaves ample margin; the results of producers gone quiet (a
+ * restarted process) go after an hour of the group's newest. Pruning runs
+ * at log indexes that are multiples of MOM_SM_DEDUP_PRUNE_EVERY and depends
+ * on the group's results only (deterministic on every replica).
  */
-#define MOM_SM_DEDUP_WINDOW (3600000ULL << 12)
+#define MOM_SM_DEDUP_WINDOW (60000ULL << 12)
+#define MOM_SM_DEDUP_STALE (3600000ULL << 12)
 #define MOM_SM_DEDUP_PRUNE_EVERY 1024
 
 static const char *const mom_coll_title[] = {"Topic", "Queue"};
@@ -271,7 +278,7 @@ mom_sm_dispatch(mom_store_t *st, const Mom__Command *cmd, mom_result_t *out)
     }
 }
 
-/* Keeps the result for retries; deterministic pruning by sequence. */
+/* Keeps the result for retries; prunes deterministically. */
 static int
 mom_sm_remember(mom_store_t *st, uint32_t group, uint64_t index,
                 const Mom__Command *cmd, const mom_result_t *out)
@@ -282,9 +289,8 @@ mom_sm_remember(mom_store_t *st, uint32_t group, uint64_t index,
         return -1;
     }
     if (index % MOM_SM_DEDUP_PRUNE_EVERY == 0 &&
-        cmd->sequence > MOM_SM_DEDUP_WINDOW &&
-        mom_store_dedup_prune(st, group, cmd->sequence - MOM_SM_DEDUP_WINDOW) !=
-            MOM_STORE_OK) {
+        mom_store_dedup_prune(st, group, MOM_SM_DEDUP_WINDOW,
+                              MOM_SM_DEDUP_STALE) != MOM_STORE_OK) {
         return -1;
     }
     return 0;
@@ -308,8 +314,8 @@ mom_sm_apply(mom_store_t *st, uint32_t group, uint64_t index,
         return 0;
     }
     if (cmd->producer != 0) {
-        rc = mom_store_dedup_get(st, cmd->producer, cmd->sequence, &out->status,
-                                 &out->body);
+        rc = mom_store_dedup_get(st, group, cmd->producer, cmd->sequence,
+                                 &out->status, &out->body);
         if (rc == MOM_STORE_ERROR) {
             return -1;
         }

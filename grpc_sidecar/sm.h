@@ -39,12 +39,14 @@ bool mom_name_valid(const char *name);
 
 /*
  * Applies the command committed at `index` of log `group` inside the
- * caller's open transaction, and records applied_index = index in the same
- * transaction. An index <= the recorded one is skipped (status 0): replays
- * are idempotent. A command with an idempotency key (producer != 0) that
- * was already applied under another index has no effect and gets the
- * result of its first application. Returns 0, or -1 on a storage error, after
- * which the caller must roll the transaction back (nothing of it may be kept).
+ * caller's open transaction, and notes applied_index = index for the same
+ * transaction (mom_store_set_applied_index: the caller calls
+ * mom_store_applied_flush() after its last apply, before COMMIT). An index <=
+ * the recorded one is skipped (status 0): replays are idempotent. A command
+ * with an idempotency key (producer != 0) that was already applied under
+ * another index has no effect and gets the result of its first application.
+ * Returns 0, or -1 on a storage error, after which the caller must roll the
+ * transaction back (nothing of it may be kept).
  */
 int mom_sm_apply(mom_store_t *st, uint32_t group, uint64_t index,
                  const Mom__Command *cmd, mom_result_t *out);

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@ enum {
     S_LIST_USERS,
     S_DEDUP_GET,
     S_DEDUP_PUT,
+    S_DEDUP_NEXT_PRODUCER,
+    S_DEDUP_NEWEST,
     S_DEDUP_PRUNE,
     S_PART_USERS,
     S_PART_DEL_USERS,
@@ -60,18 +63,24 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_USER_INSERT] = "INSERT OR IGNORE INTO users(name, hash) VALUES (?1, ?2)",
     [S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
     [S_LIST_USERS] = "SELECT name FROM users ORDER BY name",
-    [S_DEDUP_GET] = "SELECT status, body FROM applied_commands "
-                    "WHERE producer = ?1 AND sequence = ?2",
-    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_commands(grp, producer, "
+    [S_DEDUP_GET] = "SELECT status, body FROM applied_results "
+                    "WHERE grp = ?1 AND producer = ?2 AND sequence = ?3",
+    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_results(grp, producer, "
                     "sequence, status, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_DEDUP_PRUNE] = "DELETE FROM applied_commands "
-                      "WHERE grp = ?1 AND sequence < ?2",
+    [S_DEDUP_NEXT_PRODUCER] = "SELECT producer FROM applied_results "
+                              "WHERE grp = ?1 AND producer >= ?2 "
+                              "ORDER BY producer LIMIT 1",
+    [S_DEDUP_NEWEST] = "SELECT sequence FROM applied_results "
+                       "WHERE grp = ?1 AND producer = ?2 "
+                       "ORDER BY sequence DESC LIMIT 1",
+    [S_DEDUP_PRUNE] = "DELETE FROM applied_results "
+                      "WHERE grp = ?1 AND producer = ?2 AND sequence < ?3",
     [S_PART_USERS] = "SELECT name, hash FROM users "
                      "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
     [S_PART_DEL_USERS] = "DELETE FROM users WHERE mom_partition(name, ?1) = ?2",
     [S_PART_RESULTS] = "SELECT producer, sequence, status, body "
-                       "FROM applied_commands WHERE grp = ?1",
-    [S_PART_DEL_RESULTS] = "DELETE FROM applied_commands WHERE grp = ?1",
+                       "FROM applied_results WHERE grp = ?1",
+    [S_PART_DEL_RESULTS] = "DELETE FROM applied_results WHERE grp = ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
                                   "next_offset) VALUES (?1, ?2, 1)",
@@ -136,6 +145,13 @@ static const char *const mom_store_sql[S_COUNT] = {
         "DELETE FROM queue_messages WHERE mom_partition(queue, ?1) = ?2",
 };
 
+/*
+ * Message tables and idempotency results are keyed b-trees (WITHOUT ROWID):
+ * one b-tree per insert instead of a rowid table plus the index of its key.
+ * A database created before keeps its rowid message tables (the same SQL
+ * works on both); its applied_commands (keyed by producer, plus an index
+ * by group) is moved into applied_results once at open.
+ */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
     "  name TEXT PRIMARY KEY, hash TEXT NOT NULL) WITHOUT ROWID;"
@@ -145,27 +161,51 @@ static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS topic_messages ("
     "  topic TEXT NOT NULL, \"offset\" INTEGER NOT NULL,"
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (topic, \"offset\"));"
+    "  PRIMARY KEY (topic, \"offset\")) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS queues ("
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
     "  next_id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS queue_messages ("
     "  queue TEXT NOT NULL, id INTEGER NOT NULL,"
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (queue, id));"
+    "  PRIMARY KEY (queue, id)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS applied_commands ("
+    "CREATE TABLE IF NOT EXISTS applied_results ("
     "  grp INTEGER NOT NULL,"
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
     "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-    "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS applied_commands_by_group"
-    "  ON applied_commands(grp, sequence);";
+    "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;";
+
+static const char mom_store_migrate_results[] =
+    "BEGIN IMMEDIATE;"
+    "INSERT OR REPLACE INTO applied_results(grp, producer, sequence, status,"
+    "  body) SELECT grp, producer, sequence, status, body"
+    "  FROM applied_commands;"
+    "DROP TABLE applied_commands;"
+    "COMMIT;";
+
+/*
+ * Applied indexes are cached per group: read from meta once, then kept
+ * here. Inside a transaction a new index is only noted (dirty) and written
+ * by mom_store_applied_flush() before COMMIT, once per group instead of
+ * once per command; a commit hook refuses a COMMIT that would leave one
+ * unwritten, and a rollback forgets the cache (it is re-read).
+ */
+enum {
+    MOM_APPLIED_UNKNOWN = 0,
+    MOM_APPLIED_KNOWN,
+    MOM_APPLIED_DIRTY,
+};
 
 struct mom_store_s {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT];
+    uint64_t *applied;    /* per group */
+    unsigned char *state; /* MOM_APPLIED_* per group */
+    uint32_t *dirty;      /* groups in state DIRTY */
+    uint32_t n_groups;    /* size of applied, state and dirty */
+    uint32_t n_dirty;
 };
 
 static int
@@ -212,6 +252,65 @@ mom_store_partition_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         ctx, mom_partition_of(name, (size_t)len, (uint32_t)partitions));
 }
 
+/* Moves the results of a database of earlier versions, once. */
+static int
+mom_store_migrate(mom_store_t *st, char **msg)
+{
+    sqlite3_stmt *s;
+    int rc, old;
+
+    rc = sqlite3_prepare_v2(st->db,
+                            "SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'applied_commands'",
+                            -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        return rc;
+    }
+    rc = sqlite3_step(s);
+    old = rc == SQLITE_ROW;
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return rc;
+    }
+    if (!old) {
+        return SQLITE_OK;
+    }
+    mom_log_info("moving idempotency results to applied_results");
+    rc = sqlite3_exec(st->db, mom_store_migrate_results, NULL, NULL, msg);
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(st->db)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
+static int
+mom_store_commit_hook(void *data)
+{
+    mom_store_t *st = data;
+
+    if (st->n_dirty > 0) {
+        /* A caller forgot mom_store_applied_flush(): effects without their
+         * applied index must not commit (a restart would apply them
+         * again). */
+        mom_log_error("sqlite: COMMIT with %" PRIu32
+                      " applied indexes unwritten: rolled back",
+                      st->n_dirty);
+        return 1;
+    }
+    return 0;
+}
+
+static void
+mom_store_rollback_hook(void *data)
+{
+    mom_store_t *st = data;
+
+    if (st->n_groups > 0) {
+        memset(st->state, MOM_APPLIED_UNKNOWN, st->n_groups);
+    }
+    st->n_dirty = 0;
+}
+
 mom_store_t *
 mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
                size_t err_size)
@@ -255,11 +354,14 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
              "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
              sync == MOM_SYNC_FULL ? "FULL" : "NORMAL");
     if (sqlite3_exec(st->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK ||
+        mom_store_migrate(st, &msg) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, msg ? msg : "error");
         sqlite3_free(msg);
         goto failed;
     }
+    sqlite3_commit_hook(st->db, mom_store_commit_hook, st);
+    sqlite3_rollback_hook(st->db, mom_store_rollback_hook, st);
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, mom_store_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
@@ -288,6 +390,9 @@ mom_store_close(mom_store_t *st)
     if (st->db != NULL && sqlite3_close(st->db) != SQLITE_OK) {
         mom_log_error("sqlite close: %s", sqlite3_errmsg(st->db));
     }
+    free(st->applied);
+    free(st->state);
+    free(st->dirty);
     free(st);
 }
 
@@ -306,6 +411,9 @@ mom_store_begin(mom_store_t *st)
 int
 mom_store_commit(mom_store_t *st)
 {
+    if (mom_store_applied_flush(st) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     return mom_store_exec_stmt(st, st->stmt[S_COMMIT]);
 }
 
@@ -317,10 +425,61 @@ mom_store_rollback(mom_store_t *st)
     }
 }
 
+/* Makes room for `group` in the cache. */
+static int
+mom_store_applied_room(mom_store_t *st, uint32_t group)
+{
+    uint32_t n = st->n_groups ? st->n_groups : 64;
+    uint64_t *applied;
+    unsigned char *state;
+    uint32_t *dirty;
+
+    if (group < st->n_groups) {
+        return MOM_STORE_OK;
+    }
+    while (n <= group) {
+        if (n > UINT32_MAX / 2) {
+            return MOM_STORE_ERROR;
+        }
+        n *= 2;
+    }
+    applied = realloc(st->applied, n * sizeof(*applied));
+    if (applied != NULL) {
+        st->applied = applied;
+    }
+    state = realloc(st->state, n);
+    if (state != NULL) {
+        st->state = state;
+    }
+    dirty = realloc(st->dirty, n * sizeof(*dirty));
+    if (dirty != NULL) {
+        st->dirty = dirty;
+    }
+    if (applied == NULL || state == NULL || dirty == NULL) {
+        mom_log_error("out of memory");
+        return MOM_STORE_ERROR;
+    }
+    memset(state + st->n_groups, MOM_APPLIED_UNKNOWN, n - st->n_groups);
+    st->n_groups = n;
+    return MOM_STORE_OK;
+}
+
 static void
 mom_store_applied_key(char *key, size_t size, uint32_t group)
 {
     snprintf(key, size, "applied_index.%" PRIu32, group);
+}
+
+static int
+mom_store_applied_write(mom_store_t *st, uint32_t group, uint64_t index)
+{
+    sqlite3_stmt *s = st->stmt[S_META_SET];
+    char key[32];
+
+    mom_store_applied_key(key, sizeof(key), group);
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)index);
+    return mom_store_exec_stmt(st, s);
 }
 
 int
@@ -330,6 +489,13 @@ mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index)
     char key[32];
     int rc;
 
+    if (mom_store_applied_room(st, group) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    if (st->state[group] != MOM_APPLIED_UNKNOWN) {
+        *index = st->applied[group];
+        return MOM_STORE_OK;
+    }
     mom_store_applied_key(key, sizeof(key), group);
     sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
@@ -339,21 +505,53 @@ mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index)
         *index = 0;
     }
     mom_store_finish(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE
-               ? MOM_STORE_OK
-               : mom_store_fail(st, "applied_index");
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        return mom_store_fail(st, "applied_index");
+    }
+    st->applied[group] = *index;
+    st->state[group] = MOM_APPLIED_KNOWN;
+    return MOM_STORE_OK;
 }
 
 int
 mom_store_set_applied_index(mom_store_t *st, uint32_t group, uint64_t index)
 {
-    sqlite3_stmt *s = st->stmt[S_META_SET];
-    char key[32];
+    if (mom_store_applied_room(st, group) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    if (sqlite3_get_autocommit(st->db)) {
+        /* No transaction to defer to: write now. */
+        if (mom_store_applied_write(st, group, index) != MOM_STORE_OK) {
+            st->state[group] = MOM_APPLIED_UNKNOWN;
+            return MOM_STORE_ERROR;
+        }
+        st->state[group] = MOM_APPLIED_KNOWN; /* none is dirty outside */
+        st->applied[group] = index;
+        return MOM_STORE_OK;
+    }
+    if (st->state[group] != MOM_APPLIED_DIRTY) {
+        st->state[group] = MOM_APPLIED_DIRTY;
+        st->dirty[st->n_dirty++] = group;
+    }
+    st->applied[group] = index;
+    return MOM_STORE_OK;
+}
 
-    mom_store_applied_key(key, sizeof(key), group);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)index);
-    return mom_store_exec_stmt(st, s);
+int
+mom_store_applied_flush(mom_store_t *st)
+{
+    uint32_t group;
+
+    while (st->n_dirty > 0) {
+        group = st->dirty[st->n_dirty - 1];
+        if (mom_store_applied_write(st, group, st->applied[group]) !=
+            MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+        st->state[group] = MOM_APPLIED_KNOWN;
+        st->n_dirty--;
+    }
+    return MOM_STORE_OK;
 }
 
 int
@@ -465,6 +663,8 @@ mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
     uint64_t seq;
     int rc;
 
+    /* Not UPDATE ... RETURNING: SQLite runs it through a temporary table,
+     * which costs more than the second seek. */
     rc = mom_store_coll_get(st, c, name, NULL, &seq);
     if (rc != MOM_STORE_OK) {
         return rc;
@@ -567,14 +767,15 @@ mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
 }
 
 int
-mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
-                    unsigned *status, mom_buf_t *body)
+mom_store_dedup_get(mom_store_t *st, uint32_t group, uint64_t producer,
+                    uint64_t sequence, unsigned *status, mom_buf_t *body)
 {
     sqlite3_stmt *s = st->stmt[S_DEDUP_GET];
     int rc;
 
-    sqlite3_bind_int64(s, 1, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)sequence);
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *status = (unsigned)sqlite3_column_int(s, 0);
@@ -604,14 +805,93 @@ mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
     return mom_store_exec_stmt(st, s);
 }
 
-int
-mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t below)
+/* Steps a query of one integer: MOM_STORE_OK with *out, or NOT_FOUND. */
+static int
+mom_store_get_int(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
 {
-    sqlite3_stmt *s = st->stmt[S_DEDUP_PRUNE];
+    int rc = sqlite3_step(s);
 
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_ROW) {
+        return MOM_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
+                             : mom_store_fail(st, sqlite3_sql(s));
+}
+
+/* The producers of a group with results, in order, and their newest. */
+typedef struct {
+    sqlite3_int64 producer;
+    sqlite3_int64 newest;
+} mom_store_producer_t;
+
+static int
+mom_store_dedup_producer(mom_store_t *st, uint32_t group, bool first,
+                         mom_store_producer_t *p)
+{
+    sqlite3_stmt *s = st->stmt[S_DEDUP_NEXT_PRODUCER];
+    int rc;
+
+    if (!first && p->producer == INT64_MAX) {
+        return MOM_STORE_NOT_FOUND;
+    }
     sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)below);
-    return mom_store_exec_stmt(st, s);
+    sqlite3_bind_int64(s, 2, first ? INT64_MIN : p->producer + 1);
+    rc = mom_store_get_int(st, s, &p->producer);
+    if (rc != MOM_STORE_OK) {
+        return rc;
+    }
+    s = st->stmt[S_DEDUP_NEWEST];
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, p->producer);
+    rc = mom_store_get_int(st, s, &p->newest);
+    return rc == MOM_STORE_NOT_FOUND ? MOM_STORE_ERROR : rc;
+}
+
+/* v - d, or INT64_MIN below it. */
+static sqlite3_int64
+mom_store_minus(sqlite3_int64 v, uint64_t d)
+{
+    uint64_t above_min = (uint64_t)v - (uint64_t)INT64_MIN;
+
+    return d >= above_min ? INT64_MIN : (sqlite3_int64)((uint64_t)v - d);
+}
+
+int
+mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
+                      uint64_t stale)
+{
+    mom_store_producer_t p;
+    sqlite3_int64 newest = INT64_MIN, below;
+    sqlite3_stmt *s;
+    int rc;
+
+    /* The group's newest sequence over all its producers. */
+    for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
+         rc = mom_store_dedup_producer(st, group, false, &p)) {
+        newest = p.newest > newest ? p.newest : newest;
+    }
+    if (rc == MOM_STORE_ERROR) {
+        return rc;
+    }
+    for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
+         rc = mom_store_dedup_producer(st, group, false, &p)) {
+        below = mom_store_minus(p.newest, window);
+        if (mom_store_minus(newest, stale) > below) {
+            below = mom_store_minus(newest, stale);
+        }
+        s = st->stmt[S_DEDUP_PRUNE];
+        sqlite3_bind_int64(s, 1, group);
+        sqlite3_bind_int64(s, 2, p.producer);
+        sqlite3_bind_int64(s, 3, below);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+    }
+    return rc == MOM_STORE_ERROR ? rc : MOM_STORE_OK;
 }
 
 /* --- whole partitions (snapshots) ---------------------------------------- */

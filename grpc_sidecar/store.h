@@ -61,13 +61,23 @@ void mom_store_close(mom_store_t *st);
 sqlite3 *mom_store_db(mom_store_t *st);
 
 int mom_store_begin(mom_store_t *st);
+/* Writes the noted applied indexes (mom_store_applied_flush), commits. */
 int mom_store_commit(mom_store_t *st);
 void mom_store_rollback(mom_store_t *st);
 
-/* Highest log index applied for a log (group); 0 when none. */
+/*
+ * Highest log index applied for a log (group); 0 when none. Cached in
+ * memory: every change must go through set_applied_index. Inside a
+ * transaction, set_applied_index only notes the index: the caller must call
+ * mom_store_applied_flush() after its last apply and before COMMIT (once
+ * per transaction; mom_store_commit does it). A COMMIT that would leave a
+ * noted index unwritten is refused (rolled back). Outside a transaction it
+ * writes at once.
+ */
 int mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index);
 int mom_store_set_applied_index(mom_store_t *st, uint32_t group,
                                 uint64_t index);
+int mom_store_applied_flush(mom_store_t *st);
 
 /* Users. hash_out gets a malloc'd copy (free it). */
 int mom_store_user_insert(mom_store_t *st, const char *name, const char *hash);
@@ -101,18 +111,23 @@ int mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
                    void *data);
 
 /*
- * Results of applied commands by idempotency key (producer, sequence), so
- * that a command committed twice (a retry after a leader change) has its
- * effect once and answers the same both times. dedup_get appends the
- * stored body to body.
+ * Results of applied commands by group and idempotency key (producer,
+ * sequence), so that a command committed twice (a retry after a leader
+ * change) has its effect once and answers the same both times. dedup_get
+ * appends the stored body to body.
  */
-int mom_store_dedup_get(mom_store_t *st, uint64_t producer, uint64_t sequence,
-                        unsigned *status, mom_buf_t *body);
+int mom_store_dedup_get(mom_store_t *st, uint32_t group, uint64_t producer,
+                        uint64_t sequence, unsigned *status, mom_buf_t *body);
 int mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
                         uint64_t sequence, unsigned status, const void *body,
                         size_t len);
-/* Forgets the group's results of sequence numbers below `below`. */
-int mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t below);
+/*
+ * Forgets the group's results more than `window` below the newest sequence
+ * of their producer, and those more than `stale` below the newest of the
+ * group (producers gone). Depends on the group's results only.
+ */
+int mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
+                          uint64_t stale);
 
 /*
  * Whole partitions, for Raft snapshots: everything whose name maps to

@@ -409,7 +409,8 @@ sim_node_open(sim_t *s, sim_node_t *n)
         " idx INTEGER);";
     mom_raft_callbacks_t cb = {
         n,          cb_send,         cb_apply,         cb_applied_index,
-        cb_aborted, cb_role_changed, cb_snapshot_take, cb_snapshot_restore};
+        cb_aborted, cb_role_changed, cb_snapshot_take, cb_snapshot_restore,
+        NULL};
     uint64_t voters[SIM_MAX_NODES];
     unsigned i;
 

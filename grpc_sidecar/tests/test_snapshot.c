@@ -169,7 +169,7 @@ test_roundtrip(void **state)
         }
         mom_buf_init(&body);
         assert_int_equal(
-            mom_store_dedup_get(b.st, 42, 5000 + i, &status, &body),
+            mom_store_dedup_get(b.st, part, 42, 5000 + i, &status, &body),
             MOM_STORE_OK);
         assert_int_equal(status, 200);
         mom_buf_free(&body);

@@ -350,19 +350,120 @@ test_duplicate_command(void **state)
     mom_store_coll_get(f->st, MOM_TOPIC, "dt", NULL, &next);
     assert_int_equal(next, 2);
 
-    /* After pruning, the key is forgotten. */
-    assert_int_equal(mom_store_dedup_prune(f->st, 0, 1002), MOM_STORE_OK);
+    /* Pruned to the producer's newest: only the older key is forgotten. */
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 0, UINT64_MAX),
+                     MOM_STORE_OK);
     mom_store_begin(f->st);
     mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res);
     mom_store_commit(f->st);
-    assert_true(f->res.has_message);
-    assert_int_equal(f->res.message.seq, 2);
+    assert_false(f->res.has_message);
     cmd.sequence = 1000;
     mom_store_begin(f->st);
     mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res);
     mom_store_commit(f->st);
     assert_true(f->res.has_message);
-    assert_int_equal(f->res.message.seq, 3);
+    assert_int_equal(f->res.message.seq, 2);
+}
+
+static unsigned
+dedup_status(fixture_t *f, uint32_t group, uint64_t producer, uint64_t seq)
+{
+    unsigned status = 0;
+    mom_buf_t body;
+    int rc;
+
+    mom_buf_init(&body);
+    rc = mom_store_dedup_get(f->st, group, producer, seq, &status, &body);
+    mom_buf_free(&body);
+    assert_int_not_equal(rc, MOM_STORE_ERROR);
+    return rc == MOM_STORE_OK ? status : 0;
+}
+
+/* Results are kept per group, a window behind each producer's newest, and
+ * producers far behind the group's newest are forgotten. */
+static void
+test_dedup_prune(void **state)
+{
+    fixture_t *f = *state;
+    const uint64_t p1 = 1ULL << 32 | 1, p2 = 2ULL << 32 | 1;
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    for (uint64_t seq = 100; seq <= 200; seq += 10) {
+        mom_store_dedup_put(f->st, 0, p1, seq, 200, "{}", 2);
+        mom_store_dedup_put(f->st, 1, p1, seq, 201, "{}", 2);
+    }
+    mom_store_dedup_put(f->st, 0, p2, 5, 202, "{}", 2);
+    mom_store_dedup_put(f->st, 0, p2, 60, 202, "{}", 2);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 1, p1, 100), 201);
+    assert_int_equal(dedup_status(f, 0, p1, 100), 200);
+    assert_int_equal(dedup_status(f, 2, p1, 100), 0);
+
+    /* Window 50: p1 keeps 150..200, p2 keeps 60 (its newest is 60). */
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 50, 1000), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 0, p1, 140), 0);
+    assert_int_equal(dedup_status(f, 0, p1, 150), 200);
+    assert_int_equal(dedup_status(f, 0, p1, 200), 200);
+    assert_int_equal(dedup_status(f, 0, p2, 5), 0);
+    assert_int_equal(dedup_status(f, 0, p2, 60), 202);
+    /* Another group is untouched. */
+    assert_int_equal(dedup_status(f, 1, p1, 100), 201);
+
+    /* Stale 100: p2 (newest 60 < 200 - 100) goes entirely. */
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 50, 100), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 0, p2, 60), 0);
+    assert_int_equal(dedup_status(f, 0, p1, 150), 200);
+    /* Nothing to prune in an empty group. */
+    assert_int_equal(mom_store_dedup_prune(f->st, 9, 0, 0), MOM_STORE_OK);
+}
+
+/* Applied indexes are written once per transaction, atomically with it. */
+static void
+test_applied_index_batch(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t applied;
+
+    /* Outside a transaction: written at once. */
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 10), MOM_STORE_OK);
+    /* Inside one: noted, readable, written by the flush before COMMIT. */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 11), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 12), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 200, 5), MOM_STORE_OK);
+    mom_store_applied_index(f->st, 3, &applied);
+    assert_int_equal(applied, 12);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+
+    /* A rolled back transaction takes its indexes with it. */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 13), MOM_STORE_OK);
+    assert_int_equal(mom_store_applied_flush(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 14), MOM_STORE_OK);
+    mom_store_rollback(f->st);
+    mom_store_applied_index(f->st, 3, &applied);
+    assert_int_equal(applied, 12);
+
+    /* A COMMIT without the flush is refused: nothing of it is kept. */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_set_applied_index(f->st, 3, 15), MOM_STORE_OK);
+    assert_int_equal(mom_store_user_insert(f->st, "carol", "h"), MOM_STORE_OK);
+    assert_int_not_equal(
+        sqlite3_exec(mom_store_db(f->st), "COMMIT", NULL, NULL, NULL),
+        SQLITE_OK);
+    mom_store_rollback(f->st);
+    assert_int_equal(mom_store_user_hash(f->st, "carol", NULL),
+                     MOM_STORE_NOT_FOUND);
+    mom_store_applied_index(f->st, 3, &applied);
+    assert_int_equal(applied, 12);
+
+    /* What committed is what a reopened store reads. */
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    mom_store_applied_index(f->st, 3, &applied);
+    assert_int_equal(applied, 12);
+    mom_store_applied_index(f->st, 200, &applied);
+    assert_int_equal(applied, 5);
 }
 
 static void
@@ -431,6 +532,66 @@ test_reopen_and_list(void **state)
     assert_non_null(strstr(BODY(f), "\"content\":null"));
 }
 
+/* A database of an earlier version: rowid message tables and results keyed
+ * by producer plus an index by group. It keeps working; the results are
+ * moved once. */
+static void
+test_old_database(void **state)
+{
+    fixture_t *f = *state;
+    char path[128], *hash = NULL;
+    collected_t c = {0};
+    sqlite3 *db;
+    uint64_t applied;
+
+    mom_store_close(f->st);
+    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+            "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
+            "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
+            "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
+            "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
+            "  PRIMARY KEY (topic, \"offset\"));"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+            "CREATE TABLE applied_commands (grp INTEGER NOT NULL,"
+            "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+            "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+            "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
+            "CREATE INDEX applied_commands_by_group"
+            "  ON applied_commands(grp, sequence);"
+            "INSERT INTO topics VALUES ('old', 'alice', 2);"
+            "INSERT INTO topic_messages VALUES ('old', 1, 'alice', '1', 5);"
+            "INSERT INTO meta VALUES ('applied_index.0', 40);"
+            "INSERT INTO applied_commands VALUES (0, 77, 1000, 201, '{}');",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->st = open_store(f->dir);
+    mom_store_applied_index(f->st, 0, &applied);
+    assert_int_equal(applied, 40);
+    assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
+    f->index = 40;
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "old", "alice", "2"), 200);
+    assert_int_equal(f->res.message.seq, 2);
+    mom_store_coll_scan(f->st, MOM_TOPIC, "old", 0, 10, collect, &c);
+    assert_int_equal(c.n, 2);
+    /* The old results table is gone: the store reopens as a new one. */
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
+    assert_int_equal(
+        apply(f, MOM__COMMAND_OP__CMD_REGISTER, "carol", NULL, NULL), 200);
+    assert_int_equal(mom_store_user_hash(f->st, "carol", &hash), MOM_STORE_OK);
+    free(hash);
+}
+
 static void
 test_name_validation(void **state)
 {
@@ -463,7 +624,11 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_command, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_prune, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_applied_index_batch, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_old_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_and_list, setup, teardown),
         cmocka_unit_test(test_name_validation),
     };
