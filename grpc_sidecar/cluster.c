@@ -3,13 +3,16 @@
  * Raft transport, forwarding calls and the status file.
  *
  * Raft transport: the driver's messages are queued per destination during
- * a loop iteration and sent as one RaftBatch when the commit path flushes.
- * At most one Raft call is in flight per destination; what is queued
- * meanwhile leaves when it completes. This keeps the per-destination order
- * the driver requires (separate concurrent calls may be served out of
- * order) and batches naturally under load. A destination that does not
- * answer costs one call deadline; what queues behind it is bounded and the
- * excess dropped (Raft resends from its own state).
+ * a loop iteration and, when the commit path flushes, written as one
+ * RaftBatch on a long-lived RaftStream (a bidi stream per destination, of
+ * which only the client's direction is used). A stream delivers in order,
+ * which the driver requires, without waiting for an answer per batch: the
+ * next batch leaves as soon as the previous one is on the wire. While one
+ * batch is being sent the next one grows here (one message on the stream
+ * per send, not one per loop iteration). A destination that does not
+ * read lets its stream queue fill up: the excess is dropped (Raft resends
+ * from its own state); a stream that breaks is opened again by the next
+ * flush. A member counts as up while Raft messages arrive from it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,12 +21,16 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "forward.h"
 #include "log.h"
 #include "peer.pb-c.h"
 #include "relay.h"
 
 /* A Raft call waits this long for the destination (a stopped node). */
 #define MOM_CLUSTER_RAFT_DEADLINE_MS 1000
+/* A member silent for this long (no Raft message) counts as down: the
+ * leaders send heartbeats every 100 ms. */
+#define MOM_CLUSTER_SILENT_MS 1000
 /* Bytes queued for one destination before messages are dropped. */
 #define MOM_CLUSTER_RAFT_QUEUE (8 * 1024 * 1024)
 /* Role changes are written to the status file at most this often. */
@@ -47,19 +54,18 @@ typedef struct {
     mom_peer_channel *ch;
     mom_raft_out_t *q;
     size_t n, cap, bytes;
-    bool in_flight;
+    mom_peer_stream *raft; /* the RaftStream, NULL until needed */
     uint64_t dropped;
-    uint64_t up_since; /* first success after a failure; 0: failing */
+    uint64_t up_since;   /* first message heard after silence; 0: down */
+    uint64_t last_heard; /* last Raft message from this member */
 } mom_dest_t;
 
-typedef enum { MOM_SERVED_FORWARD, MOM_SERVED_STREAM } mom_served_kind_t;
-
-struct mom_served_s {
-    mom_served_t *prev, *next;
+/* A Subscribe being served (relay.c). */
+struct mom_stream_served_s {
+    mom_stream_served_t *prev, *next;
     mom_cluster_t *cl;
     mom_peer_srv *call;
-    mom_served_kind_t kind;
-    void *ctx; /* the op (Forward) or the relay (Subscribe) */
+    void *ctx; /* the relay */
 };
 
 struct mom_cluster_s {
@@ -71,7 +77,8 @@ struct mom_cluster_s {
     mom_peer *peer;
     mom_dest_t *dests; /* one per member, self included (unused) */
     size_t n_dests;
-    mom_served_t *served;
+    mom_forward_t *fw;
+    mom_stream_served_t *served;
     bool *leads;
     uint64_t *lead_since;
     uv_timer_t status_timer;
@@ -138,25 +145,41 @@ mom_cluster_raft_queue(void *ctx, uint32_t group, uint64_t to,
     d->bytes += len;
 }
 
-static void mom_cluster_raft_send(mom_dest_t *d);
-
 static void
-mom_cluster_raft_sent(void *ctx, grpc_status_code status, const char *detail,
-                      const uint8_t *buf, size_t len)
+mom_cluster_raft_ended(void *ctx, grpc_status_code status, const char *detail)
 {
     mom_dest_t *d = ctx;
 
-    d->in_flight = false;
-    if (status != GRPC_STATUS_OK) {
-        mom_log_debug("raft batch to node %u: %d %s", d->id, (int)status,
-                      detail);
-        d->up_since = 0;
-    } else if (d->up_since == 0) {
-        d->up_since = uv_now(d->cl->loop);
+    mom_log_debug("raft stream to node %u: %d %s", d->id, (int)status, detail);
+    d->raft = NULL;
+    d->up_since = 0;
+}
+
+static void
+mom_cluster_raft_reply(void *ctx, const uint8_t *buf, size_t len)
+{
+    (void)ctx; /* nothing is answered on a RaftStream */
+}
+
+static const mom_peer_stream_cbs mom_cluster_raft_cbs = {
+    .on_message = mom_cluster_raft_reply,
+    .on_end = mom_cluster_raft_ended,
+};
+
+/* A member we hear Raft messages from is up. */
+static void
+mom_cluster_heard(mom_cluster_t *cl, uint64_t from)
+{
+    mom_dest_t *d = mom_cluster_dest(cl, from);
+    uint64_t now = uv_now(cl->loop);
+
+    if (d == NULL) {
+        return;
     }
-    if (!d->cl->stopped) {
-        mom_cluster_raft_send(d);
+    if (d->up_since == 0 || now - d->last_heard > MOM_CLUSTER_SILENT_MS) {
+        d->up_since = now;
     }
+    d->last_heard = now;
 }
 
 static void
@@ -177,10 +200,12 @@ mom_cluster_raft_send(mom_dest_t *d)
     Mom__RaftMessage *msgs, **ptrs;
     uint8_t *buf;
     size_t len;
-    int rc;
 
-    if (d->in_flight || d->n == 0) {
+    if (d->n == 0 || cl->stopped) {
         return;
+    }
+    if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 0) {
+        return; /* one batch on its way: this one grows meanwhile */
     }
     msgs = calloc(d->n, sizeof(*msgs));
     ptrs = calloc(d->n, sizeof(*ptrs));
@@ -214,10 +239,14 @@ mom_cluster_raft_send(mom_dest_t *d)
     if (buf == NULL) {
         return;
     }
-    rc = mom_peer_call(d->ch, MOM_PEER_PATH_RAFT, buf, len,
-                       MOM_CLUSTER_RAFT_DEADLINE_MS, mom_cluster_raft_sent, d);
+    if (d->raft == NULL) {
+        d->raft = mom_peer_bidi_call(d->ch, MOM_PEER_PATH_RAFT_STREAM, 0,
+                                     &mom_cluster_raft_cbs, d);
+    }
+    if (d->raft == NULL || mom_peer_stream_write(d->raft, buf, len) != 0) {
+        d->dropped++; /* not reading, or stopping: Raft sends again */
+    }
     free(buf);
-    d->in_flight = rc == 0;
 }
 
 static void
@@ -230,20 +259,20 @@ mom_cluster_raft_flush(void *ctx)
     }
 }
 
-static void
-mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
-                          mom_peer_srv *call)
+/* Hands a RaftBatch's messages to their groups; how many were taken. */
+static uint32_t
+mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
+                         bool *ok)
 {
     Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
-    Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
-    uint8_t out[16];
+    uint32_t accepted = 0;
 
+    *ok = batch != NULL;
     if (batch == NULL) {
-        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
-                       "undecodable RaftBatch");
-        return;
+        return 0;
     }
     if (batch->to_node == mom_placement_self(cl->pl)) {
+        mom_cluster_heard(cl, batch->from_node);
         for (size_t i = 0; i < batch->n_messages; i++) {
             Mom__RaftMessage *m = batch->messages[i];
 
@@ -253,12 +282,49 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
             }
             mom_commit_receive(cl->commit, m->group, m->from, m->data.data,
                                m->data.len);
-            ack.accepted++;
+            accepted++;
         }
     }
     mom__raft_batch__free_unpacked(batch, NULL);
+    return accepted;
+}
+
+/* The unary Raft method (a member that does not stream). */
+static void
+mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
+                          mom_peer_srv *call)
+{
+    Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
+    uint8_t out[16];
+    bool ok;
+
+    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok);
+    if (!ok) {
+        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
+                       "undecodable RaftBatch");
+        return;
+    }
     len = mom__raft_ack__pack(&ack, out);
     mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
+}
+
+/* A RaftBatch on a RaftStream. */
+static void
+mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
+                    mom_peer_srv *call)
+{
+    mom_cluster_t *cl = ctx;
+    bool ok;
+
+    if (method != MOM_PEER_RAFT_STREAM) {
+        mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    mom_cluster_raft_deliver(cl, msg, len, &ok);
+    if (!ok) {
+        mom_peer_stream_end(call, GRPC_STATUS_INVALID_ARGUMENT,
+                            "undecodable RaftBatch");
+    }
 }
 
 /* --- status file --- */
@@ -344,6 +410,7 @@ mom_cluster_balance(uv_timer_t *t)
         }
         d = mom_cluster_dest(cl, replicas[0]);
         if (d == NULL || d->up_since == 0 ||
+            now - d->last_heard > MOM_CLUSTER_SILENT_MS ||
             now - d->up_since < MOM_CLUSTER_BALANCE_UP_MS) {
             continue;
         }
@@ -412,17 +479,16 @@ mom_cluster_handoff(mom_cluster_t *cl, unsigned timeout_ms,
 
 /* --- served calls --- */
 
-static mom_served_t *
-mom_served_new(mom_cluster_t *cl, mom_peer_srv *call, mom_served_kind_t kind)
+static mom_stream_served_t *
+mom_served_new(mom_cluster_t *cl, mom_peer_srv *call)
 {
-    mom_served_t *s = calloc(1, sizeof(*s));
+    mom_stream_served_t *s = calloc(1, sizeof(*s));
 
     if (s == NULL) {
         return NULL;
     }
     s->cl = cl;
     s->call = call;
-    s->kind = kind;
     s->next = cl->served;
     if (cl->served != NULL) {
         cl->served->prev = s;
@@ -432,7 +498,7 @@ mom_served_new(mom_cluster_t *cl, mom_peer_srv *call, mom_served_kind_t kind)
 }
 
 static void
-mom_served_free(mom_served_t *s)
+mom_served_free(mom_stream_served_t *s)
 {
     if (s->prev != NULL) {
         s->prev->next = s->next;
@@ -446,54 +512,9 @@ mom_served_free(mom_served_t *s)
 }
 
 void
-mom_cluster_attach(mom_served_t *s, mom_op_t *op)
-{
-    s->ctx = op;
-}
-
-void
-mom_cluster_answer(mom_served_t *s, const Mom__Response *resp)
-{
-    size_t len = mom__response__get_packed_size(resp);
-    uint8_t *buf = malloc(len > 0 ? len : 1);
-
-    if (buf == NULL) {
-        mom_peer_reply(s->call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
-                       "out of memory");
-    } else {
-        mom__response__pack(resp, buf);
-        mom_peer_reply(s->call, GRPC_STATUS_OK, buf, len, NULL);
-        free(buf);
-    }
-    mom_served_free(s);
-}
-
-void
-mom_cluster_served_end(mom_served_t *s)
+mom_cluster_served_end(mom_stream_served_t *s)
 {
     mom_served_free(s);
-}
-
-static void
-mom_cluster_forward_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
-                             mom_peer_srv *call)
-{
-    Mom__Request *r = mom__request__unpack(NULL, len, req);
-    mom_served_t *s;
-
-    if (r == NULL) {
-        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
-                       "undecodable Request");
-        return;
-    }
-    s = mom_served_new(cl, call, MOM_SERVED_FORWARD);
-    if (s == NULL) {
-        mom__request__free_unpacked(r, NULL);
-        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
-                       "out of memory");
-        return;
-    }
-    mom_ops_forwarded(cl->ops, r, s);
 }
 
 static void
@@ -504,8 +525,9 @@ mom_cluster_unary(void *ctx, int method, const uint8_t *req, size_t len,
 
     if (method == MOM_PEER_RAFT) {
         mom_cluster_raft_received(cl, req, len, call);
-    } else if (method == MOM_PEER_FORWARD) {
-        mom_cluster_forward_received(cl, req, len, call);
+    } else if (method == MOM_PEER_FORWARD_BATCH || method == MOM_PEER_FORWARD) {
+        mom_forward_serve(cl->fw, call, method == MOM_PEER_FORWARD_BATCH, req,
+                          len);
     } else {
         mom_peer_reply(call, GRPC_STATUS_UNIMPLEMENTED, NULL, 0,
                        "unknown method");
@@ -517,13 +539,13 @@ mom_cluster_stream(void *ctx, int method, const uint8_t *req, size_t len,
                    mom_peer_srv *call)
 {
     mom_cluster_t *cl = ctx;
-    mom_served_t *s;
+    mom_stream_served_t *s;
 
     if (method != MOM_PEER_SUBSCRIBE) {
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    s = mom_served_new(cl, call, MOM_SERVED_STREAM);
+    s = mom_served_new(cl, call);
     if (s == NULL) {
         mom_peer_stream_end(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                             "out of memory");
@@ -539,17 +561,16 @@ static void
 mom_cluster_closed(void *ctx, mom_peer_srv *call)
 {
     mom_cluster_t *cl = ctx;
-    mom_served_t *s;
+    mom_stream_served_t *s;
 
+    if (mom_forward_closed(cl->fw, call)) {
+        return;
+    }
     for (s = cl->served; s != NULL; s = s->next) {
         if (s->call != call) {
             continue;
         }
-        if (s->kind == MOM_SERVED_FORWARD) {
-            if (s->ctx != NULL) {
-                ((mom_op_t *)s->ctx)->served = NULL;
-            }
-        } else if (s->ctx != NULL) {
+        if (s->ctx != NULL) {
             mom_relay_serve_closed(s->ctx);
         }
         mom_served_free(s);
@@ -558,31 +579,6 @@ mom_cluster_closed(void *ctx, mom_peer_srv *call)
 }
 
 /* --- forwarding (client) --- */
-
-typedef struct {
-    mom_cluster_forward_cb cb;
-    void *ctx;
-} mom_forward_t;
-
-static void
-mom_cluster_forward_done(void *ctx, grpc_status_code status, const char *detail,
-                         const uint8_t *buf, size_t len)
-{
-    mom_forward_t *f = ctx;
-    Mom__Response *resp = NULL;
-
-    if (status == GRPC_STATUS_OK) {
-        resp = mom__response__unpack(NULL, len, buf);
-        if (resp == NULL) {
-            status = GRPC_STATUS_INTERNAL;
-        }
-    }
-    f->cb(f->ctx, status, resp);
-    if (resp != NULL) {
-        mom__response__free_unpacked(resp, NULL);
-    }
-    free(f);
-}
 
 static mom_peer_channel *
 mom_cluster_channel(mom_cluster_t *cl, uint32_t node)
@@ -597,33 +593,11 @@ mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
                     int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
 {
     mom_peer_channel *ch = mom_cluster_channel(cl, node);
-    size_t len = mom__request__get_packed_size(req);
-    mom_forward_t *f;
-    uint8_t *buf;
-    int rc;
 
     if (ch == NULL) {
         return -1;
     }
-    f = malloc(sizeof(*f));
-    buf = malloc(len > 0 ? len : 1);
-    if (f == NULL || buf == NULL) {
-        free(f);
-        free(buf);
-        return -1;
-    }
-    f->cb = cb;
-    f->ctx = ctx;
-    mom__request__pack(req, buf);
-    rc = mom_peer_call(ch, MOM_PEER_PATH_FORWARD, buf, len, deadline_ms,
-                       mom_cluster_forward_done, f);
-    /* The buffer may hold a password. */
-    memset(buf, 0, len);
-    free(buf);
-    if (rc != 0) {
-        free(f);
-    }
-    return rc;
+    return mom_forward_send(cl->fw, ch, req, deadline_ms, cb, ctx);
 }
 
 mom_peer_stream *
@@ -653,6 +627,7 @@ static const mom_peer_handlers mom_cluster_handlers = {
     .unary = mom_cluster_unary,
     .stream = mom_cluster_stream,
     .closed = mom_cluster_closed,
+    .message = mom_cluster_message,
 };
 
 mom_cluster_t *
@@ -681,10 +656,11 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
     cl->leads = calloc(mom_placement_partitions(pl), sizeof(bool));
     cl->lead_since = calloc(mom_placement_partitions(pl), sizeof(uint64_t));
     cl->dests = calloc(n, sizeof(*cl->dests));
+    cl->fw = mom_forward_new(loop, ops);
     plen = strlen(conf->data_dir) + sizeof("/status");
     cl->status_path = malloc(plen);
     if (cl->leads == NULL || cl->lead_since == NULL || cl->dests == NULL ||
-        cl->status_path == NULL) {
+        cl->fw == NULL || cl->status_path == NULL) {
         goto failed;
     }
     snprintf(cl->status_path, plen, "%s/status", conf->data_dir);
@@ -723,6 +699,9 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
     return cl;
 
 failed:
+    if (cl->fw != NULL) {
+        mom_forward_free(cl->fw);
+    }
     free(cl->leads);
     free(cl->lead_since);
     free(cl->dests);
@@ -757,6 +736,7 @@ mom_cluster_stop(mom_cluster_t *cl)
 
     cl->stopped = true;
     mom_commit_set_transport(cl->commit, &none);
+    mom_forward_stop(cl->fw);
     if (cl->peer != NULL) {
         /* Cancels our calls (callbacks run now) and closes served ones. */
         mom_peer_stop(cl->peer);
@@ -765,6 +745,8 @@ mom_cluster_stop(mom_cluster_t *cl)
     while (cl->served != NULL) {
         mom_cluster_closed(cl, cl->served->call);
     }
+    mom_forward_free(cl->fw);
+    cl->fw = NULL;
     for (uint32_t p = 0; p < mom_placement_partitions(cl->pl); p++) {
         cl->leads[p] = false;
     }

@@ -21,7 +21,8 @@
 #include "placement.h"
 
 typedef struct mom_cluster_s mom_cluster_t;
-typedef struct mom_served_s mom_served_t; /* a Forward being served */
+typedef struct mom_served_s mom_served_t; /* a forwarded request served */
+typedef struct mom_stream_served_s mom_stream_served_t; /* a Subscribe */
 
 /*
  * Starts the peer service on this member's gRPC address (when momd.conf
@@ -46,9 +47,11 @@ void mom_cluster_handoff(mom_cluster_t *cl, unsigned timeout_ms,
 void mom_cluster_stop(mom_cluster_t *cl);
 
 /*
- * Forwards a request to member `node` (Forward). cb gets the gRPC status
- * and, when it is OK, the decoded answer (valid during cb); exactly once,
- * later. Returns -1 (cb never called) when it cannot be sent.
+ * Forwards a request to member `node`: what is forwarded to one member
+ * during one loop iteration goes as one ForwardBatch call (forward.c).
+ * cb gets the gRPC status and, when it is OK, the decoded answer (valid
+ * during cb); exactly once, later, never from inside this call. Returns -1
+ * (cb never called) when it cannot be sent.
  */
 typedef void (*mom_cluster_forward_cb)(void *ctx, grpc_status_code status,
                                        const Mom__Response *resp);
@@ -67,6 +70,6 @@ void mom_cluster_attach(mom_served_t *s, mom_op_t *op);
 /* Answers a Forward; s is dead afterwards. */
 void mom_cluster_answer(mom_served_t *s, const Mom__Response *resp);
 /* A served Subscribe was ended by us (mom_peer_stream_end); s is dead. */
-void mom_cluster_served_end(mom_served_t *s);
+void mom_cluster_served_end(mom_stream_served_t *s);
 
 #endif

@@ -38,6 +38,8 @@ const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS] = {
     [MOM_PEER_FORWARD] = {MOM_PEER_PATH_FORWARD, MOM_PEER_UNARY},
     [MOM_PEER_RAFT] = {MOM_PEER_PATH_RAFT, MOM_PEER_UNARY},
     [MOM_PEER_SUBSCRIBE] = {MOM_PEER_PATH_SUBSCRIBE, MOM_PEER_SERVER_STREAM},
+    [MOM_PEER_FORWARD_BATCH] = {MOM_PEER_PATH_FORWARD_BATCH, MOM_PEER_UNARY},
+    [MOM_PEER_RAFT_STREAM] = {MOM_PEER_PATH_RAFT_STREAM, MOM_PEER_BIDI_STREAM},
 };
 
 static void peer_dispatch(mom_peer *p, mom_peer_op *o);
@@ -282,7 +284,7 @@ cli_new(mom_peer_channel *c, const char *method, const uint8_t *buf, size_t len,
         free(s);
         return NULL;
     }
-    s->send_bb = mom_peer_bytes_to_bb(buf, len);
+    s->send_bb = buf != NULL ? mom_peer_bytes_to_bb(buf, len) : NULL;
     grpc_metadata_array_init(&s->init_md);
     grpc_metadata_array_init(&s->trail_md);
     s->detail = grpc_empty_slice();
@@ -290,6 +292,7 @@ cli_new(mom_peer_channel *c, const char *method, const uint8_t *buf, size_t len,
     mom_peer_op_init(&s->op_main, s, PEER_OP_CLI_UNARY);
     mom_peer_op_init(&s->op_recv, s, PEER_OP_CLI_RECV);
     mom_peer_op_init(&s->op_status, s, PEER_OP_CLI_STATUS);
+    mom_peer_op_init(&s->op_send, s, PEER_OP_CLI_SEND);
     s->next = p->cli_calls;
     if (s->next != NULL) {
         s->next->prev = s;
@@ -300,10 +303,26 @@ cli_new(mom_peer_channel *c, const char *method, const uint8_t *buf, size_t len,
 }
 
 static void
+cli_drop_queue(mom_peer_stream *s)
+{
+    mom_peer_msg *m;
+
+    while ((m = s->q_head) != NULL) {
+        s->q_head = m->next;
+        grpc_byte_buffer_destroy(m->bb);
+        free(m);
+    }
+    s->q_tail = NULL;
+    s->q_count = 0;
+    s->q_bytes = 0;
+}
+
+static void
 cli_free(mom_peer_stream *s)
 {
     mom_peer *p = s->p;
 
+    cli_drop_queue(s);
     if (s->prev != NULL) {
         s->prev->next = s->next;
     } else {
@@ -457,6 +476,121 @@ mom_peer_stream_call(mom_peer_channel *c, const char *method,
     return s;
 }
 
+mom_peer_stream *
+mom_peer_bidi_call(mom_peer_channel *c, const char *method, int deadline_ms,
+                   const mom_peer_stream_cbs *cbs, void *ctx)
+{
+    mom_peer_stream *s;
+    grpc_op ops[2];
+    gpr_timespec deadline = deadline_ms > 0
+                                ? deadline_in(deadline_ms)
+                                : gpr_inf_future(GPR_CLOCK_MONOTONIC);
+
+    s = cli_new(c, method, NULL, 0, deadline);
+    if (s == NULL) {
+        return NULL;
+    }
+    s->streaming = 1;
+    s->bidi = 1;
+    s->cbs = *cbs;
+    s->ctx = ctx;
+    s->op_main.kind = PEER_OP_CLI_START;
+    mom_peer_op_fill(&ops[0], GRPC_OP_SEND_INITIAL_METADATA);
+    mom_peer_op_fill(&ops[1], GRPC_OP_RECV_INITIAL_METADATA);
+    ops[1].data.recv_initial_metadata.recv_initial_metadata = &s->init_md;
+    if (cli_batch(s, ops, 2, &s->op_main) != 0) {
+        cli_free(s);
+        return NULL;
+    }
+    /* once the first batch is started the call can only end through ops */
+    cli_status_op(s, &ops[0]);
+    cli_batch(s, ops, 1, &s->op_status);
+    cli_recv_op(s, &ops[0]);
+    cli_batch(s, ops, 1, &s->op_recv);
+    return s;
+}
+
+/* Starts the send of the next written message unless one is in flight. */
+static void
+cli_pump(mom_peer_stream *s)
+{
+    mom_peer_msg *m = s->q_head;
+    grpc_op ops[1];
+
+    if (s->sending || m == NULL || s->over || s->detached) {
+        return;
+    }
+    s->q_head = m->next;
+    if (s->q_head == NULL) {
+        s->q_tail = NULL;
+    }
+    s->q_count--;
+    s->q_bytes -= m->len;
+    s->send_bb = m->bb;
+    free(m);
+    mom_peer_op_fill(&ops[0], GRPC_OP_SEND_MESSAGE);
+    ops[0].data.send_message.send_message = s->send_bb;
+    if (cli_batch(s, ops, 1, &s->op_send) == 0) {
+        s->sending = 1;
+    } else {
+        grpc_byte_buffer_destroy(s->send_bb);
+        s->send_bb = NULL;
+        cli_drop_queue(s); /* the call is cancelled: its status follows */
+    }
+}
+
+int
+mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
+{
+    mom_peer *p = s->p;
+    mom_peer_msg *m;
+
+    if (!s->bidi || s->over || s->detached || p->stopping ||
+        len > p->o.max_message || s->q_count >= p->o.stream_msgs ||
+        s->q_bytes + len > p->o.stream_queue) {
+        return -1;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return -1;
+    }
+    m->bb = mom_peer_bytes_to_bb(buf, len);
+    m->len = len;
+    if (s->q_tail != NULL) {
+        s->q_tail->next = m;
+    } else {
+        s->q_head = m;
+    }
+    s->q_tail = m;
+    s->q_count++;
+    s->q_bytes += len;
+    cli_pump(s);
+    return 0;
+}
+
+size_t
+mom_peer_stream_unsent(const mom_peer_stream *s)
+{
+    return s->q_count + (s->sending ? 1 : 0);
+}
+
+static void
+cli_on_send(mom_peer_stream *s, int success)
+{
+    s->pending--;
+    s->sending = 0;
+    grpc_byte_buffer_destroy(s->send_bb);
+    s->send_bb = NULL;
+    if (success) {
+        cli_pump(s);
+    } else {
+        cli_drop_queue(s); /* the stream is over; its status follows */
+    }
+    if (s->pending == 0) {
+        cli_finish(s);
+    }
+}
+
 void
 mom_peer_stream_cancel(mom_peer_stream *s)
 {
@@ -535,9 +669,15 @@ peer_dispatch(mom_peer *p, mom_peer_op *o)
     case PEER_OP_CLI_RECV:
         cli_on_recv(o->owner, o->success);
         break;
+    case PEER_OP_CLI_SEND:
+        cli_on_send(o->owner, o->success);
+        break;
+    case PEER_OP_CLI_STATUS:
+        ((mom_peer_stream *)o->owner)->over = 1;
+        cli_on_done(o->owner);
+        break;
     case PEER_OP_CLI_UNARY:
     case PEER_OP_CLI_START:
-    case PEER_OP_CLI_STATUS:
         cli_on_done(o->owner);
         break;
     }

@@ -20,8 +20,14 @@
 #define MOM_PEER_PATH_FORWARD "/mom.Peer/Forward"
 #define MOM_PEER_PATH_RAFT "/mom.Peer/Raft"
 #define MOM_PEER_PATH_SUBSCRIBE "/mom.Peer/Subscribe"
+#define MOM_PEER_PATH_FORWARD_BATCH "/mom.Peer/ForwardBatch"
+#define MOM_PEER_PATH_RAFT_STREAM "/mom.Peer/RaftStream"
 
-typedef enum { MOM_PEER_UNARY, MOM_PEER_SERVER_STREAM } mom_peer_kind;
+typedef enum {
+    MOM_PEER_UNARY,
+    MOM_PEER_SERVER_STREAM,
+    MOM_PEER_BIDI_STREAM /* messages both ways, each side in order */
+} mom_peer_kind;
 
 typedef struct {
     const char *path; /* "/package.Service/Method" */
@@ -29,7 +35,14 @@ typedef struct {
 } mom_peer_method;
 
 /* mom_peer_service[MOM_PEER_FORWARD] etc.: the table of service mom.Peer. */
-enum { MOM_PEER_FORWARD, MOM_PEER_RAFT, MOM_PEER_SUBSCRIBE, MOM_PEER_NMETHODS };
+enum {
+    MOM_PEER_FORWARD,
+    MOM_PEER_RAFT,
+    MOM_PEER_SUBSCRIBE,
+    MOM_PEER_FORWARD_BATCH,
+    MOM_PEER_RAFT_STREAM,
+    MOM_PEER_NMETHODS
+};
 extern const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS];
 
 typedef struct mom_peer mom_peer;
@@ -45,6 +58,12 @@ typedef struct mom_peer_stream mom_peer_stream; /* a stream we consume */
  * peer is stopping), whichever comes first; closed() is never called for a
  * call the application completed. `method` is an index into `methods`.
  * Request bytes are valid only during the callback.
+ *
+ * A bidirectional-streaming method calls message() for every message the
+ * client sends, in order, with the same handle (the first one opens the
+ * call); the application may answer with mom_peer_stream_send and end the
+ * call with mom_peer_stream_end. When the client half-closes, closed() is
+ * called and the call ends with OK after the queued messages.
  */
 typedef struct {
     const mom_peer_method *methods;
@@ -54,6 +73,8 @@ typedef struct {
     void (*stream)(void *ctx, int method, const uint8_t *req, size_t len,
                    mom_peer_srv *stream);
     void (*closed)(void *ctx, mom_peer_srv *call);
+    void (*message)(void *ctx, int method, const uint8_t *msg, size_t len,
+                    mom_peer_srv *call);
 } mom_peer_handlers;
 
 /* Limits; a zero field takes the default given in brackets. */
@@ -149,6 +170,28 @@ mom_peer_stream *mom_peer_stream_call(mom_peer_channel *ch, const char *method,
                                       int deadline_ms,
                                       const mom_peer_stream_cbs *cbs,
                                       void *ctx);
+
+/*
+ * Opens a bidirectional stream (deadline_ms <= 0: none; dead connections
+ * are found by keepalive pings). Messages are written with
+ * mom_peer_stream_write and leave in order, one at a time; the server's
+ * messages arrive at cbs->on_message, then one on_end (unless cancelled).
+ * NULL (no callback made) when it could not be started.
+ */
+mom_peer_stream *mom_peer_bidi_call(mom_peer_channel *ch, const char *method,
+                                    int deadline_ms,
+                                    const mom_peer_stream_cbs *cbs, void *ctx);
+
+/*
+ * Queues one message on a client bidi stream. Returns 0, or -1 when the
+ * stream is ending or its queue is full (stream_queue / stream_msgs) or
+ * the message too large: nothing is queued.
+ */
+int mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len);
+
+/* Messages written to a client stream and not yet handed to the transport
+ * (the one being sent included). */
+size_t mom_peer_stream_unsent(const mom_peer_stream *s);
 
 /*
  * Cancels a stream before its on_end: no callback is made for it after this

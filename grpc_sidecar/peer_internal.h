@@ -33,6 +33,7 @@ typedef enum {
     PEER_OP_CLI_START,  /* stream: send request, receive initial metadata */
     PEER_OP_CLI_RECV,   /* stream: one message or the end */
     PEER_OP_CLI_STATUS, /* stream: RECV_STATUS_ON_CLIENT */
+    PEER_OP_CLI_SEND,   /* bidi stream: one message written */
 } mom_peer_op_kind;
 
 typedef struct mom_peer_op {
@@ -84,14 +85,20 @@ struct mom_peer_stream {
     int streaming;
     unsigned pending;
     int detached; /* no callback any more (stream cancelled by the app) */
+    int bidi;     /* messages are written by the application */
+    int sending;  /* a SEND_MESSAGE batch is in flight (send_bb) */
+    int over;     /* the status arrived: nothing more can be sent */
     grpc_byte_buffer *send_bb, *recv_bb;
+    /* bidi: messages written and waiting for the send in flight */
+    mom_peer_msg *q_head, *q_tail;
+    size_t q_count, q_bytes;
     grpc_metadata_array init_md, trail_md;
     grpc_status_code status;
     grpc_slice detail;
     mom_peer_call_cb cb;
     mom_peer_stream_cbs cbs;
     void *ctx;
-    mom_peer_op op_main, op_recv, op_status;
+    mom_peer_op op_main, op_recv, op_status, op_send;
 };
 
 typedef struct {

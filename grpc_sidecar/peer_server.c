@@ -15,6 +15,7 @@
 #include "peer_internal.h"
 
 static int srv_arm(mom_peer *p);
+static void srv_arm_recv(mom_peer_srv *s);
 
 static void
 srv_drop_queue(mom_peer_srv *s)
@@ -173,17 +174,20 @@ srv_has_handler(mom_peer *p, int method)
     if (method < 0) {
         return 0;
     }
-    if (p->h.methods[method].kind == MOM_PEER_UNARY) {
+    switch (p->h.methods[method].kind) {
+    case MOM_PEER_UNARY:
         return p->h.unary != NULL;
+    case MOM_PEER_SERVER_STREAM:
+        return p->h.stream != NULL;
+    case MOM_PEER_BIDI_STREAM:
+        return p->h.message != NULL;
     }
-    return p->h.stream != NULL;
+    return 0;
 }
 
 static void
 srv_on_new(mom_peer *p, mom_peer_srv *s, int success)
 {
-    grpc_op ops[1];
-
     p->armed--;
     if (!success || s->call == NULL) {
         /* the server is shutting down: this request is withdrawn */
@@ -212,11 +216,57 @@ srv_on_new(mom_peer *p, mom_peer_srv *s, int success)
         srv_end(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls");
     } else {
         s->state = PEER_SRV_RECEIVING;
-        mom_peer_op_fill(&ops[0], GRPC_OP_RECV_MESSAGE);
-        ops[0].data.recv_message.recv_message = &s->recv_bb;
-        srv_batch(s, ops, 1, &s->op_recv);
+        srv_arm_recv(s);
     }
     srv_maybe_free(s);
+}
+
+static void
+srv_arm_recv(mom_peer_srv *s)
+{
+    grpc_op ops[1];
+
+    mom_peer_op_fill(&ops[0], GRPC_OP_RECV_MESSAGE);
+    ops[0].data.recv_message.recv_message = &s->recv_bb;
+    srv_batch(s, ops, 1, &s->op_recv);
+}
+
+/* A message of a bidi stream (the first one opens it) or its end. */
+static void
+srv_on_bidi(mom_peer *p, mom_peer_srv *s, grpc_byte_buffer *bb)
+{
+    grpc_slice msg;
+
+    if (bb == NULL) {
+        /* The client half-closed: the call ends after what is queued. */
+        if (s->state == PEER_SRV_APP) {
+            s->state = PEER_SRV_DONE;
+            if (p->h.closed != NULL) {
+                p->h.closed(p->ctx, s);
+            }
+        }
+        srv_end(s, GRPC_STATUS_OK, NULL);
+        srv_maybe_free(s);
+        return;
+    }
+    if (!mom_peer_bb_to_slice(bb, &msg)) {
+        grpc_byte_buffer_destroy(bb);
+        if (s->state == PEER_SRV_APP && p->h.closed != NULL) {
+            s->state = PEER_SRV_DONE;
+            p->h.closed(p->ctx, s);
+        }
+        srv_end(s, GRPC_STATUS_INTERNAL, "unreadable message");
+        srv_maybe_free(s);
+        return;
+    }
+    grpc_byte_buffer_destroy(bb);
+    s->state = PEER_SRV_APP;
+    s->streaming = 1;
+    /* the next receive is pending: s outlives the handler */
+    srv_arm_recv(s);
+    p->h.message(p->ctx, s->method, GRPC_SLICE_START_PTR(msg),
+                 GRPC_SLICE_LENGTH(msg), s);
+    grpc_slice_unref(msg);
 }
 
 static void
@@ -227,6 +277,12 @@ srv_on_recv(mom_peer *p, mom_peer_srv *s, int success)
 
     s->pending--;
     s->recv_bb = NULL;
+    if (!s->closed && s->method >= 0 &&
+        p->h.methods[s->method].kind == MOM_PEER_BIDI_STREAM &&
+        (s->state == PEER_SRV_RECEIVING || s->state == PEER_SRV_APP)) {
+        srv_on_bidi(p, s, success ? bb : NULL);
+        return;
+    }
     if (s->closed || s->state != PEER_SRV_RECEIVING) {
         s->state = PEER_SRV_DONE;
     } else if (!success || bb == NULL) {

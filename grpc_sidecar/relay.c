@@ -208,7 +208,7 @@ mom_relay_start(mom_op_t *op)
 
 typedef struct {
     mom_ops_t *ops;
-    mom_served_t *s;
+    mom_stream_served_t *s;
     mom_peer_srv *call; /* NULL once ended or gone */
     uv_pipe_t pipe;
     uv_connect_t connect;
@@ -326,7 +326,7 @@ mom_relay_srv_connected(uv_connect_t *c, int status)
 }
 
 void *
-mom_relay_serve(mom_ops_t *ops, mom_served_t *s, mom_peer_srv *call,
+mom_relay_serve(mom_ops_t *ops, mom_stream_served_t *s, mom_peer_srv *call,
                 const uint8_t *req, size_t len)
 {
     Mom__Request *r0 = mom__request__unpack(NULL, len, req);

@@ -21,8 +21,8 @@ void mom_relay_start(mom_op_t *op);
 
 /* Serves a peer's Subscribe on this replica; returns the relay context
  * (NULL: the call was already ended). */
-void *mom_relay_serve(mom_ops_t *ops, mom_served_t *s, mom_peer_srv *call,
-                      const uint8_t *req, size_t len);
+void *mom_relay_serve(mom_ops_t *ops, mom_stream_served_t *s,
+                      mom_peer_srv *call, const uint8_t *req, size_t len);
 
 /* The peer of a served Subscribe went away (its handle is dead). */
 void mom_relay_serve_closed(void *ctx);

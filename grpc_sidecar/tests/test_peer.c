@@ -31,7 +31,10 @@ typedef struct {
     size_t held_len[MAX_HELD];
     size_t nheld;
     unsigned unary_calls, streams, closed;
-    int send_refused; /* mom_peer_stream_send returned -1 */
+    int send_refused;   /* mom_peer_stream_send returned -1 */
+    unsigned bidi_msgs; /* messages received on bidi streams */
+    int bidi_in_order;  /* each was "event <its number>" */
+    mom_peer_srv *bidi; /* the bidi call being served */
 } server;
 
 /* Results of client calls. */
@@ -172,8 +175,39 @@ srv_closed(void *ctx, mom_peer_srv *call)
     fail_msg("closed() for a call not held");
 }
 
+/* Bidi: echoes each message; "end" ends the call with OK. */
+static void
+srv_message(void *ctx, int method, const uint8_t *msg, size_t len,
+            mom_peer_srv *call)
+{
+    server *s = ctx;
+    char want[32];
+    int n = snprintf(want, sizeof(want), "event %u", s->bidi_msgs);
+
+    assert_int_equal(method, MOM_PEER_RAFT_STREAM);
+    assert_true(s->bidi == NULL || s->bidi == call);
+    if (s->bidi == NULL) {
+        s->bidi = call;
+        s->held[s->nheld++] = call; /* closed() finds it */
+    }
+    if (len == 3 && memcmp(msg, "end", 3) == 0) {
+        s->nheld--;
+        s->bidi = NULL;
+        mom_peer_stream_end(call, GRPC_STATUS_OK, NULL);
+        return;
+    }
+    if ((size_t)n != len || memcmp(msg, want, len) != 0) {
+        s->bidi_in_order = 0;
+    }
+    s->bidi_msgs++;
+    if (mom_peer_stream_send(call, msg, len) != 0) {
+        s->send_refused = 1;
+    }
+}
+
 static const mom_peer_handlers srv_handlers = {
-    mom_peer_service, MOM_PEER_NMETHODS, srv_unary, srv_stream, srv_closed,
+    mom_peer_service, MOM_PEER_NMETHODS, srv_unary,
+    srv_stream,       srv_closed,        srv_message,
 };
 
 /* Answers every held unary call with its own request, newest first. */
@@ -608,6 +642,77 @@ test_stream_cancel_and_bound(void **state)
 }
 
 static void
+test_bidi(void **state)
+{
+    mom_peer_options o = {0};
+    server s;
+    char *addr = server_start(&s, NULL);
+    mom_peer *cli;
+    mom_peer_channel *ch;
+    stream_result sr = {0}, down = {0};
+    char msg[32];
+    int refused = 0;
+
+    /* 1000 messages each way, in order, then the server ends the call */
+    o.stream_msgs = 8;
+    cli = mom_peer_start(&loop, NULL, NULL, NULL, &o);
+    ch = mom_peer_channel_get(cli, addr);
+    s.bidi_in_order = 1;
+    sr.in_order = 1;
+    sr.handle =
+        mom_peer_bidi_call(ch, MOM_PEER_PATH_RAFT_STREAM, 0, &stream_cbs, &sr);
+    assert_non_null(sr.handle);
+    for (unsigned i = 0; i < 1000; i++) {
+        int n = snprintf(msg, sizeof(msg), "event %u", i);
+
+        while (mom_peer_stream_write(sr.handle, (uint8_t *)msg, (size_t)n) !=
+               0) {
+            /* the queue (8) is full: let the transport drain it */
+            refused = 1;
+            assert_true(mom_peer_stream_unsent(sr.handle) >= 8);
+            uv_run(&loop, UV_RUN_ONCE);
+        }
+    }
+    assert_true(refused);
+    assert_true(run_until(&sr.messages, 1000, 10000));
+    assert_int_equal(mom_peer_stream_unsent(sr.handle), 0);
+    assert_int_equal(s.bidi_msgs, 1000);
+    assert_true(s.bidi_in_order);
+    assert_true(sr.in_order);
+    assert_int_equal(mom_peer_stream_write(sr.handle, (uint8_t *)"end", 3), 0);
+    assert_true(run_until((unsigned *)&sr.ended, 1, 5000));
+    assert_int_equal(sr.status, GRPC_STATUS_OK);
+    assert_int_equal(s.closed, 0);
+
+    /* a client that cancels: the server's handle gets closed() */
+    memset(&sr, 0, sizeof(sr));
+    sr.handle =
+        mom_peer_bidi_call(ch, MOM_PEER_PATH_RAFT_STREAM, 0, &stream_cbs, &sr);
+    assert_non_null(sr.handle);
+    assert_int_equal(
+        mom_peer_stream_write(sr.handle, (uint8_t *)"event 1000", 10), 0);
+    assert_true(run_until(&s.bidi_msgs, 1001, 5000));
+    mom_peer_stream_cancel(sr.handle);
+    assert_true(run_until(&s.closed, 1, 5000));
+    assert_int_equal(s.nheld, 0);
+    run_for(50);
+    assert_false(sr.ended); /* no callback after cancel */
+
+    /* a peer that is down: on_end with UNAVAILABLE, writes refused */
+    mom_peer_stop(s.peer);
+    run_for(20);
+    down.handle = mom_peer_bidi_call(ch, MOM_PEER_PATH_RAFT_STREAM, 0,
+                                     &stream_cbs, &down);
+    assert_non_null(down.handle);
+    mom_peer_stream_write(down.handle, (uint8_t *)"event 0", 7);
+    assert_true(run_until((unsigned *)&down.ended, 1, 5000));
+    assert_int_equal(down.status, GRPC_STATUS_UNAVAILABLE);
+
+    mom_peer_stop(cli);
+    finish_loop();
+}
+
+static void
 test_shutdown_in_flight(void **state)
 {
     enum { N = 100 };
@@ -824,6 +929,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stream_in_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_cancel_and_bound, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
