@@ -4,15 +4,16 @@
  *
  * Raft transport: the driver's messages are queued per destination during
  * a loop iteration and, when the commit path flushes, written as one
- * RaftBatch on a long-lived RaftStream (a bidi stream per destination, of
- * which only the client's direction is used). A stream delivers in order,
- * which the driver requires, without waiting for an answer per batch: the
- * next batch leaves as soon as the previous one is on the wire. While one
- * batch is being sent the next one grows here (one message on the stream
- * per send, not one per loop iteration). A destination that does not
- * read lets its stream queue fill up: the excess is dropped (Raft resends
- * from its own state); a stream that breaks is opened again by the next
- * flush. A member counts as up while Raft messages arrive from it.
+ * RaftBatch on a long-lived RaftStream (a bidi stream per destination; the
+ * receiver acknowledges each batch with a RaftAck on it). A stream
+ * delivers in order, which the driver requires, without waiting for the
+ * answer to a batch: the next batch leaves as soon as the previous one is
+ * on the wire. While one batch is being sent the next one grows here (one
+ * message on the stream per send, not one per loop iteration). A stream
+ * whose batches go unacknowledged for a second (a stopped node), or whose
+ * queue is full, loses what it holds (Raft resends from its own state);
+ * one that breaks is opened again by the next flush. A member counts as
+ * up while Raft messages arrive from it.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -26,7 +27,9 @@
 #include "peer.pb-c.h"
 #include "relay.h"
 
-/* A Raft call waits this long for the destination (a stopped node). */
+/* A RaftStream whose batches are not acknowledged for this long (a stopped
+ * node) is cancelled with what it holds: Raft resends from its own state,
+ * instead of a stale backlog arriving when the node runs again. */
 #define MOM_CLUSTER_RAFT_DEADLINE_MS 1000
 /* A member silent for this long (no Raft message) counts as down: the
  * leaders send heartbeats every 100 ms. */
@@ -54,7 +57,9 @@ typedef struct {
     mom_peer_channel *ch;
     mom_raft_out_t *q;
     size_t n, cap, bytes;
-    mom_peer_stream *raft; /* the RaftStream, NULL until needed */
+    mom_peer_stream *raft;   /* the RaftStream, NULL until needed */
+    uint64_t written, acked; /* batches on the current stream */
+    uint64_t stall_since;    /* oldest unacknowledged progress; 0: none */
     uint64_t dropped;
     uint64_t up_since;   /* first message heard after silence; 0: down */
     uint64_t last_heard; /* last Raft message from this member */
@@ -155,10 +160,31 @@ mom_cluster_raft_ended(void *ctx, grpc_status_code status, const char *detail)
     d->up_since = 0;
 }
 
+/* The receiver acknowledges every batch (an empty RaftAck). */
 static void
 mom_cluster_raft_reply(void *ctx, const uint8_t *buf, size_t len)
 {
-    (void)ctx; /* nothing is answered on a RaftStream */
+    mom_dest_t *d = ctx;
+
+    d->acked++;
+    d->stall_since = d->acked >= d->written ? 0 : uv_now(d->cl->loop);
+}
+
+/* Cancels the stream of a destination that stopped taking its batches. */
+static void
+mom_cluster_raft_check(mom_dest_t *d)
+{
+    uint64_t now = uv_now(d->cl->loop);
+
+    if (d->raft == NULL || d->stall_since == 0 ||
+        now - d->stall_since < MOM_CLUSTER_RAFT_DEADLINE_MS) {
+        return;
+    }
+    mom_log_debug("raft stream to node %u: no acknowledgement for %llu ms",
+                  d->id, (unsigned long long)(now - d->stall_since));
+    mom_peer_stream_cancel(d->raft); /* no callback after this */
+    d->raft = NULL;
+    d->up_since = 0;
 }
 
 static const mom_peer_stream_cbs mom_cluster_raft_cbs = {
@@ -242,9 +268,13 @@ mom_cluster_raft_send(mom_dest_t *d)
     if (d->raft == NULL) {
         d->raft = mom_peer_bidi_call(d->ch, MOM_PEER_PATH_RAFT_STREAM, 0,
                                      &mom_cluster_raft_cbs, d);
+        d->written = d->acked = 0;
+        d->stall_since = 0;
     }
     if (d->raft == NULL || mom_peer_stream_write(d->raft, buf, len) != 0) {
         d->dropped++; /* not reading, or stopping: Raft sends again */
+    } else if (d->written++ == d->acked) {
+        d->stall_since = uv_now(cl->loop);
     }
     free(buf);
 }
@@ -255,6 +285,7 @@ mom_cluster_raft_flush(void *ctx)
     mom_cluster_t *cl = ctx;
 
     for (size_t i = 0; i < cl->n_dests; i++) {
+        mom_cluster_raft_check(&cl->dests[i]);
         mom_cluster_raft_send(&cl->dests[i]);
     }
 }
@@ -314,16 +345,24 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
                     mom_peer_srv *call)
 {
     mom_cluster_t *cl = ctx;
+    Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
+    uint8_t out[16];
     bool ok;
 
     if (method != MOM_PEER_RAFT_STREAM) {
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    mom_cluster_raft_deliver(cl, msg, len, &ok);
+    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok);
     if (!ok) {
         mom_peer_stream_end(call, GRPC_STATUS_INVALID_ARGUMENT,
                             "undecodable RaftBatch");
+        return;
+    }
+    if (mom_peer_stream_send(call, out, mom__raft_ack__pack(&ack, out)) != 0) {
+        /* The sender does not read its acknowledgements. */
+        mom_peer_stream_end(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                            "acknowledgements not read");
     }
 }
 
