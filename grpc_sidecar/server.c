@@ -244,6 +244,27 @@ mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
     if (c->closing) {
         return -1;
     }
+    buf = uv_buf_init((char *)frame->data, (unsigned)frame->len);
+    /*
+     * Nothing queued and nobody waiting for a drain: write at once. A live
+     * fan-out writes one frame to every subscriber; this spares each of
+     * them a request, its callback and the epoll change that follows it.
+     */
+    if (c->writes_pending == 0 && c->on_drain == NULL) {
+        int n = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+
+        if (n == (int)buf.len) {
+            return 0;
+        }
+        if (n > 0) {
+            buf.base += n;
+            buf.len -= (size_t)n;
+        } else if (n != UV_EAGAIN) {
+            mom_log_debug("write to connection failed: %s", uv_strerror(n));
+            mom_conn_close(c, false);
+            return -1;
+        }
+    }
     w = malloc(sizeof(*w));
     if (w == NULL) {
         mom_conn_close(c, false);
@@ -252,7 +273,6 @@ mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
     w->req.data = w;
     w->conn = c;
     w->frame = mom_frame_ref(frame);
-    buf = uv_buf_init((char *)frame->data, (unsigned)frame->len);
     if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1,
                  mom_conn_write_done) != 0) {
         mom_frame_unref(frame);
