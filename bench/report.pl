@@ -220,9 +220,11 @@ if (@sse) {
     print "### SSE fan-out: one topic, S subscribers, publish-to-receive ",
         "latency ($meta{sse_publishers} publisher connections)\n\n";
     print "| subscribers | publishing | system | published msgs/s ",
-        "| delivered events/s | latency p50 ms | p99 ms | misses | dups ",
-        "| reconnects | vs nchan (delivered/s) |\n";
-    print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+        "| delivered events/s | latency p50 ms | p99 ms ",
+        "| first p50 ms | spread p50 ms | misses | dups ",
+        "| reconnects | vs nchan (delivered/s) | vs nchan (p99) |\n";
+    print "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "---:|---:|\n";
     for my $b (@sse) {
         my (undef, $s, $mode) = split /-/, $b;
         for my $sys (systems_of($b)) {
@@ -231,17 +233,22 @@ if (@sse) {
                 ? num($any->{rate}) . " msg/s x " . num($any->{messages})
                 : "full speed x " . num($any->{messages});
             my $fail = failed_rounds($b, $sys);
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
+                . "| %s | %s | %s |\n",
                 num($s), $how, $label{$sys} . ($fail ? " ($fail failed)" : ''),
                 num(med_of($b, $sys, sub { $_[0]{pub_per_s} })),
                 num(med_of($b, $sys, sub { $_[0]{delivered_per_s} })),
                 ms(med_of($b, $sys, sub { $_[0]{lat_p50_ms} })),
                 ms(med_of($b, $sys, sub { $_[0]{lat_p99_ms} })),
+                ms(med_of($b, $sys, sub { $_[0]{first_p50_ms} })),
+                ms(med_of($b, $sys, sub { $_[0]{spread_p50_ms} })),
                 num(sum_of($b, $sys, sub { $_[0]{misses} })),
                 num(sum_of($b, $sys, sub { $_[0]{dups} })),
                 num(sum_of($b, $sys, sub { $_[0]{reconnects} })),
                 $sys eq 'mom' ? ratio(ratio_of($b, $sys, 'nchan',
-                                      sub { $_[0]{delivered_per_s} })) : '';
+                                      sub { $_[0]{delivered_per_s} })) : '',
+                $sys eq 'mom' ? ratio(ratio_of($b, $sys, 'nchan',
+                                      sub { $_[0]{lat_p99_ms} })) : '';
         }
     }
     print "\n";

@@ -140,6 +140,8 @@ static int ep;
 static sub_t *subs;
 static conn_t **pubs;
 static uint32_t *lat_hist;
+/* per message: publish time, first and last receive (us, 0 = none) */
+static long long *msg_pub_us, *msg_first_us, *msg_last_us;
 static uint64_t lat_overflow, lat_count;
 static uint32_t *ack_hist;
 static uint64_t ack_overflow, ack_count;
@@ -400,6 +402,11 @@ sub_event(conn_t *c)
     s->distinct++;
     if (c->ev_ts > 0) {
         hist_add(lat_hist, &lat_overflow, &lat_count, t - c->ev_ts);
+        msg_pub_us[seq] = c->ev_ts;
+        if (msg_first_us[seq] == 0) {
+            msg_first_us[seq] = t;
+        }
+        msg_last_us[seq] = t;
     }
     if (opt.late && !s->dropped && s->since_connect >= s->drop_after) {
         /* leave and rejoin from the last event id, like a flaky client */
@@ -744,6 +751,55 @@ all_subs_done(void)
     return 1;
 }
 
+static int
+cmp_ll(const void *a, const void *b)
+{
+    long long x = *(const long long *) a, y = *(const long long *) b;
+
+    return (x > y) - (x < y);
+}
+
+/* pct-th percentile (ms) of the n values in v (sorted in place) */
+static double
+pct_ms(long long *v, long long n, double pct)
+{
+    long long i;
+
+    if (n == 0) {
+        return -1;
+    }
+    qsort(v, (size_t) n, sizeof(*v), cmp_ll);
+    i = (long long) (n * pct / 100.0);
+    return v[i < n ? i : n - 1] / 1000.0;
+}
+
+/*
+ * Where a message's latency comes from: "first" is publish to the first
+ * subscriber's receive (the publish path and commit), "spread" is first to
+ * last receive of the same message (the fan-out to every subscriber).
+ */
+static void
+msg_breakdown(double out[4])
+{
+    long long *first = xcalloc((size_t) opt.messages + 1, sizeof(long long));
+    long long *spread = xcalloc((size_t) opt.messages + 1, sizeof(long long));
+    long long seq, n = 0;
+
+    for (seq = 1; seq <= opt.messages; seq++) {
+        if (msg_first_us[seq] != 0 && msg_pub_us[seq] > 0) {
+            first[n] = msg_first_us[seq] - msg_pub_us[seq];
+            spread[n] = msg_last_us[seq] - msg_first_us[seq];
+            n++;
+        }
+    }
+    out[0] = pct_ms(first, n, 50);
+    out[1] = pct_ms(first, n, 99);
+    out[2] = pct_ms(spread, n, 50);
+    out[3] = pct_ms(spread, n, 99);
+    free(first);
+    free(spread);
+}
+
 static void
 usage(void)
 {
@@ -824,6 +880,9 @@ setup(void)
         die("epoll_create1");
     }
     lat_hist = xcalloc(HIST_BUCKETS, sizeof(uint32_t));
+    msg_pub_us = xcalloc((size_t) opt.messages + 1, sizeof(long long));
+    msg_first_us = xcalloc((size_t) opt.messages + 1, sizeof(long long));
+    msg_last_us = xcalloc((size_t) opt.messages + 1, sizeof(long long));
     ack_hist = xcalloc(HIST_BUCKETS, sizeof(uint32_t));
     subs = xcalloc((size_t) opt.subs, sizeof(sub_t));
     for (i = 0; i < opt.subs; i++) {
@@ -955,6 +1014,7 @@ main(int argc, char **argv)
     {
         long long expected = 0, received = 0, misses = 0, dups = 0, ooo = 0;
         long long not_ready = 0, seq;
+        double br[4];
 
         for (i = 0; i < opt.subs; i++) {
             sub_t *s = &subs[i];
@@ -983,6 +1043,7 @@ main(int argc, char **argv)
             dups += s->dups;
             ooo += s->out_of_order;
         }
+        msg_breakdown(br);
         t = now_us();
         elapsed = (last_recv_us > first_pub_us && first_pub_us
                    ? last_recv_us - first_pub_us : 1) / 1e6;
@@ -992,6 +1053,8 @@ main(int argc, char **argv)
                "\"delivered\":%lld,\"distinct\":%lld,\"expected\":%lld,"
                "\"delivered_per_s\":%.1f,\"lat_p50_ms\":%.2f,"
                "\"lat_p99_ms\":%.2f,\"lat_max_bucket_overflow\":%llu,"
+               "\"first_p50_ms\":%.2f,\"first_p99_ms\":%.2f,"
+               "\"spread_p50_ms\":%.2f,\"spread_p99_ms\":%.2f,"
                "\"misses\":%lld,\"dups\":%lld,\"out_of_order\":%lld,"
                "\"reconnects\":%lld,\"rejoins\":%lld,"
                "\"sub_http_errors\":%lld,"
@@ -1006,7 +1069,8 @@ main(int argc, char **argv)
                delivered, received, expected, delivered / elapsed,
                hist_pct_ms(lat_hist, lat_count, 50),
                hist_pct_ms(lat_hist, lat_count, 99),
-               (unsigned long long) lat_overflow, misses, dups, ooo,
+               (unsigned long long) lat_overflow, br[0], br[1], br[2], br[3],
+               misses, dups, ooo,
                reconnects, rejoins, sub_http_errors, not_ready,
                (t - start) / 1e6, t > deadline ? "true" : "false");
     }
