@@ -6,6 +6,7 @@
  */
 #include <poll.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -410,6 +411,55 @@ test_slow_subscriber(void **state)
     free(big);
 }
 
+/*
+ * Events bigger than the socket buffer, to a subscriber that is not reading:
+ * the first write goes out only in part and the rest of it, and the next
+ * events, wait in the write queue; once the subscriber reads, every event
+ * arrives whole and in order.
+ */
+static void
+test_partial_writes_keep_order(void **state)
+{
+    enum { N = 8, SIZE = 100 * 1000 };
+    client_t pub, sub;
+    char *big = malloc(SIZE + 3);
+    Mom__Response *resp;
+    uint64_t want = 1;
+
+    D->conf.sse_buffer = 4 * 1024 * 1024;
+    client_open(&pub);
+    assert_int_equal(call(&pub, MOM__OP__OP_CREATE_TOPIC, "p", NULL), 200);
+    subscribe(&sub, "p", false, 0, 0, 200);
+    for (int i = 0; i < N; i++) {
+        memset(big, 'a' + i, SIZE + 2);
+        big[0] = '"';
+        big[SIZE + 1] = '"';
+        big[SIZE + 2] = '\0';
+        assert_int_equal(call(&pub, MOM__OP__OP_PUBLISH, "p", big), 200);
+    }
+    while (want <= N && (resp = client_recv(&sub, 5000)) != NULL) {
+        const char *text = (const char *)resp->body.data;
+        size_t len = resp->body.len;
+
+        if (len == 8 && memcmp(text, ": ping\n\n", 8) == 0) {
+            mom__response__free_unpacked(resp, NULL);
+            continue;
+        }
+        assert_int_equal(resp->kind, MOM__KIND__KIND_EVENT);
+        assert_true(len > SIZE);
+        assert_int_equal(event_id(text), want);
+        /* the content is SIZE times the same letter, whole */
+        memset(big, 'a' + (int)(want - 1), SIZE);
+        assert_non_null(memmem(text, len, big, SIZE));
+        mom__response__free_unpacked(resp, NULL);
+        want++;
+    }
+    assert_int_equal(want, N + 1);
+    client_close(&sub);
+    client_close(&pub);
+    free(big);
+}
+
 static void
 test_shutdown_ends_streams(void **state)
 {
@@ -440,9 +490,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_token_expiry_and_heartbeat, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slow_subscriber, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_partial_writes_keep_order, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_streams, setup,
                                         teardown),
     };
 
+    /* as momd does: a write to a subscriber that has gone is an EPIPE */
+    signal(SIGPIPE, SIG_IGN);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
