@@ -765,7 +765,7 @@ void
 mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
     size_t i, written = 0;
-    int work = 0;
+    int work = 0, writes = 0;
 
     mom_raft_propose(m, now_ms);
     for (i = 0; i < m->n_groups; i++) {
@@ -774,7 +774,10 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     if (!work) {
         return;
     }
-    mom_raft_store_begin(m->store);
+    for (i = 0; i < m->n_groups; i++) {
+        writes |= mom_raft_group_has_writes(m->groups[i]);
+    }
+    mom_raft_store_begin_as(m->store, writes);
     for (i = 0; i < m->n_groups; i++) {
         written += mom_raft_group_write(m->groups[i]);
     }

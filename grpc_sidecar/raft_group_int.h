@@ -152,6 +152,7 @@ int mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
                         unsigned n_voters, struct raft_event *ev);
 void mom_raft_load_done(mom_raft_group_t *g, struct raft_event *ev);
 int mom_raft_group_pending(const mom_raft_group_t *g);
+int mom_raft_group_has_writes(const mom_raft_group_t *g);
 int mom_raft_group_write(mom_raft_group_t *g);
 void mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms);
 void mom_raft_group_apply(mom_raft_group_t *g);

@@ -341,6 +341,15 @@ mom_raft_group_pending(const mom_raft_group_t *g)
            raft_commit_index(&g->raft) > g->applied;
 }
 
+/* Whether the flush must write to the log or the state: its commit must
+ * then be durable before anything is reported or sent. */
+int
+mom_raft_group_has_writes(const mom_raft_group_t *g)
+{
+    return g->tail != NULL || g->truncate_from != 0 || g->state_dirty ||
+           g->installing;
+}
+
 static uint8_t *
 dup_bytes(const void *p, size_t n)
 {

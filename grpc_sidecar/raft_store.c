@@ -62,7 +62,13 @@ static const char store_schema[] =
 struct mom_raft_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    int sync_level;    /* PRAGMA synchronous as configured (2: FULL) */
+    int relaxed;       /* currently NORMAL instead of sync_level */
+    char sync_sql[40]; /* back to sync_level */
 };
+
+/* SQLite's PRAGMA synchronous value of NORMAL. */
+#define STORE_SYNC_NORMAL 1
 
 static void
 store_fail(mom_raft_store_t *s, const char *what, int rc)
@@ -148,6 +154,14 @@ mom_raft_store_open(sqlite3 *db)
         free(s);
         return NULL;
     }
+    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &s->st[0], NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(s->st[0]) == SQLITE_ROW) {
+        s->sync_level = sqlite3_column_int(s->st[0], 0);
+    }
+    sqlite3_finalize(s->st[0]);
+    snprintf(s->sync_sql, sizeof s->sync_sql, "PRAGMA synchronous = %d",
+             s->sync_level);
     for (i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->st[i], NULL) != SQLITE_OK) {
@@ -177,6 +191,22 @@ mom_raft_store_close(mom_raft_store_t *s)
 void
 mom_raft_store_begin(mom_raft_store_t *s)
 {
+    mom_raft_store_begin_as(s, 1);
+}
+
+void
+mom_raft_store_begin_as(mom_raft_store_t *s, int durable)
+{
+    int relax = !durable && s->sync_level > STORE_SYNC_NORMAL;
+
+    if (relax != s->relaxed) {
+        if (sqlite3_exec(s->db,
+                         relax ? "PRAGMA synchronous = NORMAL" : s->sync_sql,
+                         NULL, NULL, NULL) != SQLITE_OK) {
+            store_fail(s, "PRAGMA synchronous", sqlite3_errcode(s->db));
+        }
+        s->relaxed = relax;
+    }
     store_exec(s, ST_BEGIN);
 }
 

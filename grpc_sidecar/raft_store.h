@@ -37,6 +37,16 @@ mom_raft_store_t *mom_raft_store_open(sqlite3 *db);
 void mom_raft_store_close(mom_raft_store_t *s);
 
 void mom_raft_store_begin(mom_raft_store_t *s);
+/*
+ * A transaction whose commit need not be on disk when it returns (durable
+ * 0): it changes nothing that Raft relies on (no entry, term, vote or
+ * snapshot install), only applies committed entries, which a restart would
+ * apply again from the log. It commits with synchronous = NORMAL (unless
+ * NORMAL or less is configured anyway): written to the WAL, synced with the
+ * next durable commit or checkpoint. SQLite keeps WAL checkpoints safe in
+ * that mode.
+ */
+void mom_raft_store_begin_as(mom_raft_store_t *s, int durable);
 void mom_raft_store_commit(mom_raft_store_t *s);
 
 /* Returns 1 and fills term, vote and snapshot (index 0 if none) when the

@@ -4,6 +4,7 @@
  * network we can delay, cut and crash.
  */
 #include "raft_sim.h"
+#include "raft_store.h"
 
 #define SEC 1000
 
@@ -656,6 +657,61 @@ test_single_node(void **state)
     sim_destroy(&s);
 }
 
+static int
+sync_level(sqlite3 *db)
+{
+    return (int)query_int(db, "PRAGMA synchronous");
+}
+
+/* Apply-only transactions commit with NORMAL, the others as configured
+ * (FULL), and a NORMAL configuration is never raised. */
+static void
+test_store_relaxes_apply_only_commits(void **state)
+{
+    char dir[] = "/tmp/mom_raft_store.XXXXXX", path[64];
+    mom_raft_store_t *st;
+    sqlite3 *db;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/s.db", dir);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA journal_mode = WAL;"
+                                  "PRAGMA synchronous = FULL",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    st = mom_raft_store_open(db);
+    assert_non_null(st);
+    mom_raft_store_begin_as(st, 0);
+    mom_raft_store_commit(st);
+    assert_int_equal(sync_level(db), 1);
+    mom_raft_store_begin_as(st, 1);
+    mom_raft_store_save_state(st, 0, 1, 1);
+    mom_raft_store_commit(st);
+    assert_int_equal(sync_level(db), 2);
+    mom_raft_store_close(st);
+
+    assert_int_equal(
+        sqlite3_exec(db, "PRAGMA synchronous = OFF", NULL, NULL, NULL),
+        SQLITE_OK);
+    st = mom_raft_store_open(db);
+    mom_raft_store_begin_as(st, 0);
+    mom_raft_store_commit(st);
+    assert_int_equal(sync_level(db), 0);
+    mom_raft_store_begin_as(st, 1);
+    mom_raft_store_commit(st);
+    assert_int_equal(sync_level(db), 0);
+    mom_raft_store_close(st);
+    sqlite3_close(db);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/s.db-wal", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/s.db-shm", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void
 test_membership_add_voter(void **state)
 {
@@ -716,6 +772,7 @@ main(void)
         cmocka_unit_test(test_chaos),
         cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_membership_add_voter),
+        cmocka_unit_test(test_store_relaxes_apply_only_commits),
     };
 
     if (getenv("MOM_RAFT_TEST_FILTER") != NULL) { /* e.g. "test_chaos" */
