@@ -149,7 +149,7 @@ mom_commit_applied_batch(void *ctx)
 {
     mom_commit_t *c = ctx;
 
-    if (mom_store_applied_flush(c->st) != MOM_STORE_OK) {
+    if (mom_store_flush(c->st) != MOM_STORE_OK) {
         mom_commit_fatal("storage error writing applied indexes");
     }
 }

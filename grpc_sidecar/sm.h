@@ -41,7 +41,7 @@ bool mom_name_valid(const char *name);
  * Applies the command committed at `index` of log `group` inside the
  * caller's open transaction, and notes applied_index = index for the same
  * transaction (mom_store_set_applied_index: the caller calls
- * mom_store_applied_flush() after its last apply, before COMMIT). An index <=
+ * mom_store_flush() after its last apply, before COMMIT). An index <=
  * the recorded one is skipped (status 0): replays are idempotent. A command
  * with an idempotency key (producer != 0) that was already applied under
  * another index has no effect and gets the result of its first application.

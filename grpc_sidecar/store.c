@@ -13,45 +13,9 @@
 
 #include "log.h"
 #include "ring.h"
-#include "store.h"
+#include "store_int.h"
 
 #define MOM_STORE_BUSY_MS 5000
-
-enum {
-    S_BEGIN,
-    S_COMMIT,
-    S_ROLLBACK,
-    S_META_GET,
-    S_META_SET,
-    S_USER_INSERT,
-    S_USER_HASH,
-    S_LIST_USERS,
-    S_DEDUP_GET,
-    S_DEDUP_PUT,
-    S_DEDUP_NEXT_PRODUCER,
-    S_DEDUP_NEWEST,
-    S_DEDUP_PRUNE,
-    S_PART_USERS,
-    S_PART_DEL_USERS,
-    S_PART_RESULTS,
-    S_PART_DEL_RESULTS,
-    /* per collection: base + MOM_TOPIC or MOM_QUEUE */
-    S_COLL_CREATE,
-    S_COLL_GET = S_COLL_CREATE + 2,
-    S_COLL_DELETE = S_COLL_GET + 2,
-    S_COLL_DELETE_MSGS = S_COLL_DELETE + 2,
-    S_COLL_BUMP = S_COLL_DELETE_MSGS + 2,
-    S_COLL_INSERT_MSG = S_COLL_BUMP + 2,
-    S_COLL_SCAN = S_COLL_INSERT_MSG + 2,
-    S_COLL_REMOVE_MSG = S_COLL_SCAN + 2,
-    S_COLL_LIST = S_COLL_REMOVE_MSG + 2,
-    S_COLL_RESTORE = S_COLL_LIST + 2,
-    S_PART_COLLS = S_COLL_RESTORE + 2,
-    S_PART_MSGS = S_PART_COLLS + 2,
-    S_PART_DEL_COLLS = S_PART_MSGS + 2,
-    S_PART_DEL_MSGS = S_PART_DEL_COLLS + 2,
-    S_COUNT = S_PART_DEL_MSGS + 2,
-};
 
 static const char *const mom_store_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -96,10 +60,6 @@ static const char *const mom_store_sql[S_COUNT] = {
         "DELETE FROM topic_messages WHERE topic = ?1",
     [S_COLL_DELETE_MSGS + MOM_QUEUE] =
         "DELETE FROM queue_messages WHERE queue = ?1",
-    [S_COLL_BUMP + MOM_TOPIC] =
-        "UPDATE topics SET next_offset = next_offset + 1 WHERE name = ?1",
-    [S_COLL_BUMP + MOM_QUEUE] =
-        "UPDATE queues SET next_id = next_id + 1 WHERE name = ?1",
     [S_COLL_INSERT_MSG + MOM_TOPIC] =
         "INSERT INTO topic_messages(topic, \"offset\", sender, content, "
         "ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -122,6 +82,10 @@ static const char *const mom_store_sql[S_COUNT] = {
                                    "next_offset) VALUES (?1, ?2, ?3)",
     [S_COLL_RESTORE + MOM_QUEUE] = "INSERT INTO queues(name, owner, "
                                    "next_id) VALUES (?1, ?2, ?3)",
+    [S_COLL_SET_NEXT + MOM_TOPIC] =
+        "UPDATE topics SET next_offset = ?2 WHERE name = ?1",
+    [S_COLL_SET_NEXT + MOM_QUEUE] =
+        "UPDATE queues SET next_id = ?2 WHERE name = ?1",
     [S_PART_COLLS + MOM_TOPIC] =
         "SELECT name, owner, next_offset FROM topics "
         "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
@@ -185,38 +149,14 @@ static const char mom_store_migrate_results[] =
     "DROP TABLE applied_commands;"
     "COMMIT;";
 
-/*
- * Applied indexes are cached per group: read from meta once, then kept
- * here. Inside a transaction a new index is only noted (dirty) and written
- * by mom_store_applied_flush() before COMMIT, once per group instead of
- * once per command; a commit hook refuses a COMMIT that would leave one
- * unwritten, and a rollback forgets the cache (it is re-read).
- */
-enum {
-    MOM_APPLIED_UNKNOWN = 0,
-    MOM_APPLIED_KNOWN,
-    MOM_APPLIED_DIRTY,
-};
-
-struct mom_store_s {
-    sqlite3 *db;
-    sqlite3_stmt *stmt[S_COUNT];
-    uint64_t *applied;    /* per group */
-    unsigned char *state; /* MOM_APPLIED_* per group */
-    uint32_t *dirty;      /* groups in state DIRTY */
-    uint32_t n_groups;    /* size of applied, state and dirty */
-    uint32_t n_dirty;
-};
-
-static int
+int
 mom_store_fail(mom_store_t *st, const char *what)
 {
     mom_log_error("sqlite: %s: %s", what, sqlite3_errmsg(st->db));
     return MOM_STORE_ERROR;
 }
 
-/* Steps a statement that returns no rows and resets it. */
-static int
+int
 mom_store_exec_stmt(mom_store_t *st, sqlite3_stmt *s)
 {
     int rc = sqlite3_step(s);
@@ -229,7 +169,7 @@ mom_store_exec_stmt(mom_store_t *st, sqlite3_stmt *s)
     return MOM_STORE_OK;
 }
 
-static void
+void
 mom_store_finish(sqlite3_stmt *s)
 {
     sqlite3_reset(s);
@@ -283,34 +223,6 @@ mom_store_migrate(mom_store_t *st, char **msg)
     return rc;
 }
 
-static int
-mom_store_commit_hook(void *data)
-{
-    mom_store_t *st = data;
-
-    if (st->n_dirty > 0) {
-        /* A caller forgot mom_store_applied_flush(): effects without their
-         * applied index must not commit (a restart would apply them
-         * again). */
-        mom_log_error("sqlite: COMMIT with %" PRIu32
-                      " applied indexes unwritten: rolled back",
-                      st->n_dirty);
-        return 1;
-    }
-    return 0;
-}
-
-static void
-mom_store_rollback_hook(void *data)
-{
-    mom_store_t *st = data;
-
-    if (st->n_groups > 0) {
-        memset(st->state, MOM_APPLIED_UNKNOWN, st->n_groups);
-    }
-    st->n_dirty = 0;
-}
-
 mom_store_t *
 mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
                size_t err_size)
@@ -360,8 +272,7 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
         sqlite3_free(msg);
         goto failed;
     }
-    sqlite3_commit_hook(st->db, mom_store_commit_hook, st);
-    sqlite3_rollback_hook(st->db, mom_store_rollback_hook, st);
+    mom_store_deferred_init(st);
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3(st->db, mom_store_sql[i], -1,
                                SQLITE_PREPARE_PERSISTENT, &st->stmt[i],
@@ -390,9 +301,8 @@ mom_store_close(mom_store_t *st)
     if (st->db != NULL && sqlite3_close(st->db) != SQLITE_OK) {
         mom_log_error("sqlite close: %s", sqlite3_errmsg(st->db));
     }
-    free(st->applied);
-    free(st->state);
-    free(st->dirty);
+    mom_store_deferred_free(st);
+    mom_store_results_free(st);
     free(st);
 }
 
@@ -411,7 +321,7 @@ mom_store_begin(mom_store_t *st)
 int
 mom_store_commit(mom_store_t *st)
 {
-    if (mom_store_applied_flush(st) != MOM_STORE_OK) {
+    if (mom_store_flush(st) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
     return mom_store_exec_stmt(st, st->stmt[S_COMMIT]);
@@ -423,135 +333,6 @@ mom_store_rollback(mom_store_t *st)
     if (!sqlite3_get_autocommit(st->db)) {
         mom_store_exec_stmt(st, st->stmt[S_ROLLBACK]);
     }
-}
-
-/* Makes room for `group` in the cache. */
-static int
-mom_store_applied_room(mom_store_t *st, uint32_t group)
-{
-    uint32_t n = st->n_groups ? st->n_groups : 64;
-    uint64_t *applied;
-    unsigned char *state;
-    uint32_t *dirty;
-
-    if (group < st->n_groups) {
-        return MOM_STORE_OK;
-    }
-    while (n <= group) {
-        if (n > UINT32_MAX / 2) {
-            return MOM_STORE_ERROR;
-        }
-        n *= 2;
-    }
-    applied = realloc(st->applied, n * sizeof(*applied));
-    if (applied != NULL) {
-        st->applied = applied;
-    }
-    state = realloc(st->state, n);
-    if (state != NULL) {
-        st->state = state;
-    }
-    dirty = realloc(st->dirty, n * sizeof(*dirty));
-    if (dirty != NULL) {
-        st->dirty = dirty;
-    }
-    if (applied == NULL || state == NULL || dirty == NULL) {
-        mom_log_error("out of memory");
-        return MOM_STORE_ERROR;
-    }
-    memset(state + st->n_groups, MOM_APPLIED_UNKNOWN, n - st->n_groups);
-    st->n_groups = n;
-    return MOM_STORE_OK;
-}
-
-static void
-mom_store_applied_key(char *key, size_t size, uint32_t group)
-{
-    snprintf(key, size, "applied_index.%" PRIu32, group);
-}
-
-static int
-mom_store_applied_write(mom_store_t *st, uint32_t group, uint64_t index)
-{
-    sqlite3_stmt *s = st->stmt[S_META_SET];
-    char key[32];
-
-    mom_store_applied_key(key, sizeof(key), group);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)index);
-    return mom_store_exec_stmt(st, s);
-}
-
-int
-mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index)
-{
-    sqlite3_stmt *s = st->stmt[S_META_GET];
-    char key[32];
-    int rc;
-
-    if (mom_store_applied_room(st, group) != MOM_STORE_OK) {
-        return MOM_STORE_ERROR;
-    }
-    if (st->state[group] != MOM_APPLIED_UNKNOWN) {
-        *index = st->applied[group];
-        return MOM_STORE_OK;
-    }
-    mom_store_applied_key(key, sizeof(key), group);
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *index = (uint64_t)sqlite3_column_int64(s, 0);
-    } else if (rc == SQLITE_DONE) {
-        *index = 0;
-    }
-    mom_store_finish(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return mom_store_fail(st, "applied_index");
-    }
-    st->applied[group] = *index;
-    st->state[group] = MOM_APPLIED_KNOWN;
-    return MOM_STORE_OK;
-}
-
-int
-mom_store_set_applied_index(mom_store_t *st, uint32_t group, uint64_t index)
-{
-    if (mom_store_applied_room(st, group) != MOM_STORE_OK) {
-        return MOM_STORE_ERROR;
-    }
-    if (sqlite3_get_autocommit(st->db)) {
-        /* No transaction to defer to: write now. */
-        if (mom_store_applied_write(st, group, index) != MOM_STORE_OK) {
-            st->state[group] = MOM_APPLIED_UNKNOWN;
-            return MOM_STORE_ERROR;
-        }
-        st->state[group] = MOM_APPLIED_KNOWN; /* none is dirty outside */
-        st->applied[group] = index;
-        return MOM_STORE_OK;
-    }
-    if (st->state[group] != MOM_APPLIED_DIRTY) {
-        st->state[group] = MOM_APPLIED_DIRTY;
-        st->dirty[st->n_dirty++] = group;
-    }
-    st->applied[group] = index;
-    return MOM_STORE_OK;
-}
-
-int
-mom_store_applied_flush(mom_store_t *st)
-{
-    uint32_t group;
-
-    while (st->n_dirty > 0) {
-        group = st->dirty[st->n_dirty - 1];
-        if (mom_store_applied_write(st, group, st->applied[group]) !=
-            MOM_STORE_OK) {
-            return MOM_STORE_ERROR;
-        }
-        st->state[group] = MOM_APPLIED_KNOWN;
-        st->n_dirty--;
-    }
-    return MOM_STORE_OK;
 }
 
 int
@@ -629,7 +410,8 @@ mom_store_coll_get(mom_store_t *st, mom_coll_t c, const char *name,
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     rc = mom_store_get_text(st, s, owner_out);
     if (rc == MOM_STORE_OK) {
-        if (next_seq != NULL) {
+        if (next_seq != NULL &&
+            !mom_store_counter_peek(st, c, name, next_seq)) {
             *next_seq = (uint64_t)sqlite3_column_int64(s, 1);
         }
         mom_store_finish(s);
@@ -642,6 +424,7 @@ mom_store_coll_delete(mom_store_t *st, mom_coll_t c, const char *name)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_DELETE_MSGS + c];
 
+    mom_store_counter_forget(st, c, name);
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
@@ -663,9 +446,18 @@ mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
     uint64_t seq;
     int rc;
 
-    /* Not UPDATE ... RETURNING: SQLite runs it through a temporary table,
-     * which costs more than the second seek. */
-    rc = mom_store_coll_get(st, c, name, NULL, &seq);
+    if (sqlite3_get_autocommit(st->db)) {
+        /* No transaction to count in: read and write the row now. */
+        rc = mom_store_coll_get(st, c, name, NULL, &seq);
+        if (rc == MOM_STORE_OK) {
+            s = st->stmt[S_COLL_SET_NEXT + c];
+            sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(s, 2, (sqlite3_int64)(seq + 1));
+            rc = mom_store_exec_stmt(st, s);
+        }
+    } else {
+        rc = mom_store_counter_take(st, c, name, &seq);
+    }
     if (rc != MOM_STORE_OK) {
         return rc;
     }
@@ -677,11 +469,6 @@ mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
     sqlite3_bind_blob(s, 4, content_len ? content : "", (int)content_len,
                       SQLITE_STATIC);
     sqlite3_bind_int64(s, 5, ts_ms);
-    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
-        return MOM_STORE_ERROR;
-    }
-    s = st->stmt[S_COLL_BUMP + c];
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -766,134 +553,6 @@ mom_store_list(mom_store_t *st, mom_list_t which, mom_store_name_cb cb,
     return rc == SQLITE_DONE ? MOM_STORE_OK : mom_store_fail(st, "list");
 }
 
-int
-mom_store_dedup_get(mom_store_t *st, uint32_t group, uint64_t producer,
-                    uint64_t sequence, unsigned *status, mom_buf_t *body)
-{
-    sqlite3_stmt *s = st->stmt[S_DEDUP_GET];
-    int rc;
-
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *status = (unsigned)sqlite3_column_int(s, 0);
-        mom_buf_append(body, sqlite3_column_blob(s, 1),
-                       (size_t)sqlite3_column_bytes(s, 1));
-    }
-    mom_store_finish(s);
-    if (rc == SQLITE_ROW) {
-        return body->failed ? MOM_STORE_ERROR : MOM_STORE_OK;
-    }
-    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
-                             : mom_store_fail(st, "dedup get");
-}
-
-int
-mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
-                    uint64_t sequence, unsigned status, const void *body,
-                    size_t len)
-{
-    sqlite3_stmt *s = st->stmt[S_DEDUP_PUT];
-
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
-    sqlite3_bind_int(s, 4, (int)status);
-    sqlite3_bind_blob(s, 5, len ? body : "", (int)len, SQLITE_STATIC);
-    return mom_store_exec_stmt(st, s);
-}
-
-/* Steps a query of one integer: MOM_STORE_OK with *out, or NOT_FOUND. */
-static int
-mom_store_get_int(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
-{
-    int rc = sqlite3_step(s);
-
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(s, 0);
-    }
-    mom_store_finish(s);
-    if (rc == SQLITE_ROW) {
-        return MOM_STORE_OK;
-    }
-    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
-                             : mom_store_fail(st, sqlite3_sql(s));
-}
-
-/* The producers of a group with results, in order, and their newest. */
-typedef struct {
-    sqlite3_int64 producer;
-    sqlite3_int64 newest;
-} mom_store_producer_t;
-
-static int
-mom_store_dedup_producer(mom_store_t *st, uint32_t group, bool first,
-                         mom_store_producer_t *p)
-{
-    sqlite3_stmt *s = st->stmt[S_DEDUP_NEXT_PRODUCER];
-    int rc;
-
-    if (!first && p->producer == INT64_MAX) {
-        return MOM_STORE_NOT_FOUND;
-    }
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, first ? INT64_MIN : p->producer + 1);
-    rc = mom_store_get_int(st, s, &p->producer);
-    if (rc != MOM_STORE_OK) {
-        return rc;
-    }
-    s = st->stmt[S_DEDUP_NEWEST];
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, p->producer);
-    rc = mom_store_get_int(st, s, &p->newest);
-    return rc == MOM_STORE_NOT_FOUND ? MOM_STORE_ERROR : rc;
-}
-
-/* v - d, or INT64_MIN below it. */
-static sqlite3_int64
-mom_store_minus(sqlite3_int64 v, uint64_t d)
-{
-    uint64_t above_min = (uint64_t)v - (uint64_t)INT64_MIN;
-
-    return d >= above_min ? INT64_MIN : (sqlite3_int64)((uint64_t)v - d);
-}
-
-int
-mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
-                      uint64_t stale)
-{
-    mom_store_producer_t p;
-    sqlite3_int64 newest = INT64_MIN, below;
-    sqlite3_stmt *s;
-    int rc;
-
-    /* The group's newest sequence over all its producers. */
-    for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
-         rc = mom_store_dedup_producer(st, group, false, &p)) {
-        newest = p.newest > newest ? p.newest : newest;
-    }
-    if (rc == MOM_STORE_ERROR) {
-        return rc;
-    }
-    for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
-         rc = mom_store_dedup_producer(st, group, false, &p)) {
-        below = mom_store_minus(p.newest, window);
-        if (mom_store_minus(newest, stale) > below) {
-            below = mom_store_minus(newest, stale);
-        }
-        s = st->stmt[S_DEDUP_PRUNE];
-        sqlite3_bind_int64(s, 1, group);
-        sqlite3_bind_int64(s, 2, p.producer);
-        sqlite3_bind_int64(s, 3, below);
-        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
-            return MOM_STORE_ERROR;
-        }
-    }
-    return rc == MOM_STORE_ERROR ? rc : MOM_STORE_OK;
-}
-
 /* --- whole partitions (snapshots) ---------------------------------------- */
 
 static const char *
@@ -930,6 +589,9 @@ mom_store_part_scan(mom_store_t *st, mom_part_kind_t kind, uint32_t partitions,
     mom_store_row_t row;
     int rc;
 
+    if (mom_store_flush(st) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     if (kind == MOM_PART_RESULTS) {
         sqlite3_bind_int64(s, 1, partition);
     } else {
@@ -988,6 +650,9 @@ mom_store_part_clear(mom_store_t *st, uint32_t partitions, uint32_t partition)
     };
     sqlite3_stmt *s;
 
+    if (mom_store_flush(st) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         s = st->stmt[stmts[i]];
         sqlite3_bind_int64(s, 1, partitions);

@@ -61,23 +61,24 @@ void mom_store_close(mom_store_t *st);
 sqlite3 *mom_store_db(mom_store_t *st);
 
 int mom_store_begin(mom_store_t *st);
-/* Writes the noted applied indexes (mom_store_applied_flush), commits. */
+/* Writes what was deferred (mom_store_flush), commits. */
 int mom_store_commit(mom_store_t *st);
 void mom_store_rollback(mom_store_t *st);
 
 /*
  * Highest log index applied for a log (group); 0 when none. Cached in
  * memory: every change must go through set_applied_index. Inside a
- * transaction, set_applied_index only notes the index: the caller must call
- * mom_store_applied_flush() after its last apply and before COMMIT (once
- * per transaction; mom_store_commit does it). A COMMIT that would leave a
- * noted index unwritten is refused (rolled back). Outside a transaction it
- * writes at once.
+ * transaction, set_applied_index only notes the index (and appends only
+ * count their collection's next number in memory): the caller must call
+ * mom_store_flush() after its last apply and before COMMIT (once per
+ * transaction; mom_store_commit does it). A COMMIT that would leave
+ * something unwritten is refused (rolled back). Outside a transaction they
+ * write at once.
  */
 int mom_store_applied_index(mom_store_t *st, uint32_t group, uint64_t *index);
 int mom_store_set_applied_index(mom_store_t *st, uint32_t group,
                                 uint64_t index);
-int mom_store_applied_flush(mom_store_t *st);
+int mom_store_flush(mom_store_t *st);
 
 /* Users. hash_out gets a malloc'd copy (free it). */
 int mom_store_user_insert(mom_store_t *st, const char *name, const char *hash);

@@ -438,7 +438,7 @@ test_applied_index_batch(void **state)
     /* A rolled back transaction takes its indexes with it. */
     assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
     assert_int_equal(mom_store_set_applied_index(f->st, 3, 13), MOM_STORE_OK);
-    assert_int_equal(mom_store_applied_flush(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_flush(f->st), MOM_STORE_OK);
     assert_int_equal(mom_store_set_applied_index(f->st, 3, 14), MOM_STORE_OK);
     mom_store_rollback(f->st);
     mom_store_applied_index(f->st, 3, &applied);
@@ -464,6 +464,125 @@ test_applied_index_batch(void **state)
     assert_int_equal(applied, 12);
     mom_store_applied_index(f->st, 200, &applied);
     assert_int_equal(applied, 5);
+}
+
+/* Applies a command inside the caller's transaction. */
+static unsigned
+apply_in(fixture_t *f, Mom__CommandOp op, const char *name, const char *user,
+         uint64_t producer, uint64_t sequence)
+{
+    Mom__Command cmd = MOM__COMMAND__INIT;
+
+    cmd.op = op;
+    cmd.name = (char *)name;
+    cmd.user = (char *)user;
+    cmd.content.data = (uint8_t *)"1";
+    cmd.content.len = 1;
+    cmd.producer = producer;
+    cmd.sequence = sequence;
+    assert_int_equal(mom_sm_apply(f->st, 0, ++f->index, &cmd, &f->res), 0);
+    return f->res.status;
+}
+
+/* Many appends in one transaction: numbers counted in memory, written by
+ * the flush; a delete and re-create in the same transaction starts over. */
+static void
+test_batch_counters(void **state)
+{
+    fixture_t *f = *state;
+    const Mom__CommandOp pub = MOM__COMMAND_OP__CMD_PUBLISH;
+    char name[16];
+    uint64_t next;
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    for (int i = 0; i < 40; i++) {
+        snprintf(name, sizeof(name), "t%d", i);
+        apply_in(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, name, "alice", 0, 0);
+    }
+    /* More collections than the store counts at once. */
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 40; i++) {
+            snprintf(name, sizeof(name), "t%d", i);
+            assert_int_equal(apply_in(f, pub, name, "alice", 0, 0), 200);
+            assert_int_equal(f->res.message.seq, (uint64_t)round + 1);
+        }
+    }
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "t7", NULL, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 4);
+    assert_int_equal(
+        apply_in(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "t7", "alice", 0, 0),
+        200);
+    assert_int_equal(apply_in(f, pub, "t7", "alice", 0, 0), 404);
+    apply_in(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "t7", "alice", 0, 0);
+    assert_int_equal(apply_in(f, pub, "t7", "alice", 0, 0), 200);
+    assert_int_equal(f->res.message.seq, 1);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+
+    /* Committed: a reopened store continues from there. */
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "t3", NULL, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 4);
+    mom_store_coll_get(f->st, MOM_TOPIC, "t7", NULL, &next);
+    assert_int_equal(next, 2);
+
+    /* Rolled back: the counts go with it. */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(apply_in(f, pub, "t3", "alice", 0, 0), 200);
+    assert_int_equal(f->res.message.seq, 4);
+    mom_store_rollback(f->st);
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(apply_in(f, pub, "t3", "alice", 0, 0), 200);
+    assert_int_equal(f->res.message.seq, 4);
+    /* Not flushed: COMMIT refused, nothing kept. */
+    assert_int_not_equal(
+        sqlite3_exec(mom_store_db(f->st), "COMMIT", NULL, NULL, NULL),
+        SQLITE_OK);
+    mom_store_rollback(f->st);
+    mom_store_coll_get(f->st, MOM_TOPIC, "t3", NULL, &next);
+    assert_int_equal(next, 4);
+    /* Outside a transaction an append writes its number at once. */
+    assert_int_equal(mom_store_coll_append(f->st, MOM_TOPIC, "t3", "alice", "2",
+                                           1, 5, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 4);
+    mom_store_coll_get(f->st, MOM_TOPIC, "t3", NULL, &next);
+    assert_int_equal(next, 5);
+}
+
+/* Keys arriving out of order and after a restart are still recognized. */
+static void
+test_dedup_order(void **state)
+{
+    fixture_t *f = *state;
+    const Mom__CommandOp send = MOM__COMMAND_OP__CMD_SEND;
+    const uint64_t p = 9ULL << 32 | 1;
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    apply_in(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "oq", "alice", 0, 0);
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 2000), 200);
+    assert_true(f->res.has_message);
+    /* An older key never seen is applied; seen ones are not. */
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 1500), 200);
+    assert_true(f->res.has_message);
+    assert_int_equal(f->res.message.seq, 2);
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 1500), 200);
+    assert_false(f->res.has_message);
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 2000), 200);
+    assert_false(f->res.has_message);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 1500), 200);
+    assert_false(f->res.has_message);
+    assert_int_equal(apply_in(f, send, "oq", "alice", p, 1999), 200);
+    assert_true(f->res.has_message);
+    assert_int_equal(f->res.message.seq, 3);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
 }
 
 static void
@@ -627,6 +746,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dedup_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_applied_index_batch, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_batch_counters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedup_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_database, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reopen_and_list, setup, teardown),
