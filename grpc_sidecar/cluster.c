@@ -8,8 +8,9 @@
  * receiver acknowledges each batch with a RaftAck on it). A stream
  * delivers in order, which the driver requires, without waiting for the
  * answer to a batch: the next batch leaves as soon as the previous one is
- * on the wire. While one batch is being sent the next one grows here (one
- * message on the stream per send, not one per loop iteration). A stream
+ * on the wire. While one batch is being sent and another waits for it,
+ * the next one grows here (under load one message per send, not one per
+ * loop iteration). A stream
  * whose batches go unacknowledged for a second (a stopped node), or whose
  * queue is full, loses what it holds (Raft resends from its own state);
  * one that breaks is opened again by the next flush. A member counts as
@@ -230,8 +231,11 @@ mom_cluster_raft_send(mom_dest_t *d)
     if (d->n == 0 || cl->stopped) {
         return;
     }
-    if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 0) {
-        return; /* one batch on its way: this one grows meanwhile */
+    if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 1) {
+        /* One batch on its way and one waiting for it (it leaves as soon
+         * as the loop sees the first one sent, even from inside a flush):
+         * this one grows meanwhile. */
+        return;
     }
     msgs = calloc(d->n, sizeof(*msgs));
     ptrs = calloc(d->n, sizeof(*ptrs));
