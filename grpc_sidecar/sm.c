@@ -220,24 +220,28 @@ static int
 mom_sm_receive(mom_store_t *st, const Mom__Command *cmd, mom_result_t *out)
 {
     mom_sm_oldest_t oldest = {.body = &out->body};
-    int rc = mom_store_coll_get(st, MOM_QUEUE, cmd->name, NULL, NULL);
+    int rc;
 
-    if (rc == MOM_STORE_ERROR) {
-        return -1;
-    }
-    if (rc == MOM_STORE_NOT_FOUND) {
-        mom_sm_not_found(out, MOM_QUEUE);
-        return 0;
-    }
+    /* A queue with a message exists (deleting a queue deletes its
+     * messages): its row is read only when the queue looks empty. */
     if (mom_store_coll_scan(st, MOM_QUEUE, cmd->name, 0, 1, mom_sm_take_oldest,
                             &oldest) != MOM_STORE_OK) {
         return -1;
     }
-    out->status = 200;
     if (!oldest.found) {
+        rc = mom_store_coll_get(st, MOM_QUEUE, cmd->name, NULL, NULL);
+        if (rc == MOM_STORE_ERROR) {
+            return -1;
+        }
+        if (rc == MOM_STORE_NOT_FOUND) {
+            mom_sm_not_found(out, MOM_QUEUE);
+            return 0;
+        }
+        out->status = 200;
         mom_buf_puts(&out->body, "{\"message\":null}");
         return 0;
     }
+    out->status = 200;
     if (mom_store_coll_remove(st, MOM_QUEUE, cmd->name, oldest.msg.seq) ==
         MOM_STORE_ERROR) {
         return -1;
