@@ -583,6 +583,13 @@ test_dedup_order(void **state)
     assert_true(f->res.has_message);
     assert_int_equal(f->res.message.seq, 3);
     assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+
+    /* Results inserted directly (a snapshot restore) after a producer was
+     * looked up and found without any are found. */
+    assert_int_equal(dedup_status(f, 4, p + 2, 7000), 0);
+    assert_int_equal(mom_store_dedup_put(f->st, 4, p + 2, 7000, 203, "{}", 2),
+                     MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 4, p + 2, 7000), 203);
 }
 
 static void
