@@ -294,8 +294,10 @@ if (have('soak')) {
         } else {
             printf "msgs/s; 100 SSE subscribers on one topic at %s msg/s: ",
                 num($e->{rate});
-            printf "%s events/s delivered, %s misses.\n\n",
-                num($e->{delivered_per_s}), num($e->{misses});
+            printf "%s events/s delivered, %s misses (%s publishes not"
+                . " acknowledged, owed by no one).\n\n",
+                num($e->{delivered_per_s}), num($e->{misses}),
+                num($e->{pub_errors} // 0);
         }
         print "| node | seconds | samples | RSS first MiB | last MiB ",
             "| max MiB |\n|---:|---:|---:|---:|---:|---:|\n";
