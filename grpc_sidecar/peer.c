@@ -302,19 +302,55 @@ cli_new(mom_peer_channel *c, const char *method, const uint8_t *buf, size_t len,
     return s;
 }
 
-static void
-cli_drop_queue(mom_peer_stream *s)
+int
+mom_peer_msgq_push(mom_peer_msgq *q, const uint8_t *buf, size_t len)
 {
-    mom_peer_msg *m;
+    mom_peer_msg *m = calloc(1, sizeof(*m));
 
-    while ((m = s->q_head) != NULL) {
-        s->q_head = m->next;
-        grpc_byte_buffer_destroy(m->bb);
-        free(m);
+    if (m == NULL) {
+        return -1;
     }
-    s->q_tail = NULL;
-    s->q_count = 0;
-    s->q_bytes = 0;
+    m->bb = mom_peer_bytes_to_bb(buf, len);
+    m->len = len;
+    if (q->tail != NULL) {
+        q->tail->next = m;
+    } else {
+        q->head = m;
+    }
+    q->tail = m;
+    q->count++;
+    q->bytes += len;
+    return 0;
+}
+
+grpc_byte_buffer *
+mom_peer_msgq_pop(mom_peer_msgq *q)
+{
+    mom_peer_msg *m = q->head;
+    grpc_byte_buffer *bb;
+
+    if (m == NULL) {
+        return NULL;
+    }
+    q->head = m->next;
+    if (q->head == NULL) {
+        q->tail = NULL;
+    }
+    q->count--;
+    q->bytes -= m->len;
+    bb = m->bb;
+    free(m);
+    return bb;
+}
+
+void
+mom_peer_msgq_clear(mom_peer_msgq *q)
+{
+    grpc_byte_buffer *bb;
+
+    while ((bb = mom_peer_msgq_pop(q)) != NULL) {
+        grpc_byte_buffer_destroy(bb);
+    }
 }
 
 static void
@@ -322,7 +358,7 @@ cli_free(mom_peer_stream *s)
 {
     mom_peer *p = s->p;
 
-    cli_drop_queue(s);
+    mom_peer_msgq_clear(&s->q);
     if (s->prev != NULL) {
         s->prev->next = s->next;
     } else {
@@ -443,6 +479,19 @@ cli_finish(mom_peer_stream *s)
     gpr_free(detail);
 }
 
+/* Once the first batch of a streaming call is started, the call can only
+ * end through its ops: wait for its status and its first message. */
+static void
+cli_stream_started(mom_peer_stream *s)
+{
+    grpc_op ops[1];
+
+    cli_status_op(s, &ops[0]);
+    cli_batch(s, ops, 1, &s->op_status);
+    cli_recv_op(s, &ops[0]);
+    cli_batch(s, ops, 1, &s->op_recv);
+}
+
 mom_peer_stream *
 mom_peer_stream_call(mom_peer_channel *c, const char *method,
                      const uint8_t *buf, size_t len, int deadline_ms,
@@ -468,11 +517,7 @@ mom_peer_stream_call(mom_peer_channel *c, const char *method,
         cli_free(s);
         return NULL;
     }
-    /* once the first batch is started the call can only end through ops */
-    cli_status_op(s, &ops[0]);
-    cli_batch(s, ops, 1, &s->op_status);
-    cli_recv_op(s, &ops[0]);
-    cli_batch(s, ops, 1, &s->op_recv);
+    cli_stream_started(s);
     return s;
 }
 
@@ -502,11 +547,7 @@ mom_peer_bidi_call(mom_peer_channel *c, const char *method, int deadline_ms,
         cli_free(s);
         return NULL;
     }
-    /* once the first batch is started the call can only end through ops */
-    cli_status_op(s, &ops[0]);
-    cli_batch(s, ops, 1, &s->op_status);
-    cli_recv_op(s, &ops[0]);
-    cli_batch(s, ops, 1, &s->op_recv);
+    cli_stream_started(s);
     return s;
 }
 
@@ -514,20 +555,12 @@ mom_peer_bidi_call(mom_peer_channel *c, const char *method, int deadline_ms,
 static void
 cli_pump(mom_peer_stream *s)
 {
-    mom_peer_msg *m = s->q_head;
     grpc_op ops[1];
 
-    if (s->sending || m == NULL || s->over || s->detached) {
+    if (s->sending || s->q.head == NULL || s->over || s->detached) {
         return;
     }
-    s->q_head = m->next;
-    if (s->q_head == NULL) {
-        s->q_tail = NULL;
-    }
-    s->q_count--;
-    s->q_bytes -= m->len;
-    s->send_bb = m->bb;
-    free(m);
+    s->send_bb = mom_peer_msgq_pop(&s->q);
     mom_peer_op_fill(&ops[0], GRPC_OP_SEND_MESSAGE);
     ops[0].data.send_message.send_message = s->send_bb;
     if (cli_batch(s, ops, 1, &s->op_send) == 0) {
@@ -535,7 +568,8 @@ cli_pump(mom_peer_stream *s)
     } else {
         grpc_byte_buffer_destroy(s->send_bb);
         s->send_bb = NULL;
-        cli_drop_queue(s); /* the call is cancelled: its status follows */
+        mom_peer_msgq_clear(
+            &s->q); /* the call is cancelled: its status follows */
     }
 }
 
@@ -543,27 +577,13 @@ int
 mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
 {
     mom_peer *p = s->p;
-    mom_peer_msg *m;
 
     if (!s->bidi || s->over || s->detached || p->stopping ||
-        len > p->o.max_message || s->q_count >= p->o.stream_msgs ||
-        s->q_bytes + len > p->o.stream_queue) {
+        len > p->o.max_message || s->q.count >= p->o.stream_msgs ||
+        s->q.bytes + len > p->o.stream_queue ||
+        mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    m = calloc(1, sizeof(*m));
-    if (m == NULL) {
-        return -1;
-    }
-    m->bb = mom_peer_bytes_to_bb(buf, len);
-    m->len = len;
-    if (s->q_tail != NULL) {
-        s->q_tail->next = m;
-    } else {
-        s->q_head = m;
-    }
-    s->q_tail = m;
-    s->q_count++;
-    s->q_bytes += len;
     cli_pump(s);
     return 0;
 }
@@ -571,7 +591,7 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
 size_t
 mom_peer_stream_unsent(const mom_peer_stream *s)
 {
-    return s->q_count + (s->sending ? 1 : 0);
+    return s->q.count + (s->sending ? 1 : 0);
 }
 
 static void
@@ -584,7 +604,7 @@ cli_on_send(mom_peer_stream *s, int success)
     if (success) {
         cli_pump(s);
     } else {
-        cli_drop_queue(s); /* the stream is over; its status follows */
+        mom_peer_msgq_clear(&s->q); /* the stream is over; its status follows */
     }
     if (s->pending == 0) {
         cli_finish(s);

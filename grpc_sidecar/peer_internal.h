@@ -49,6 +49,12 @@ typedef struct mom_peer_msg {
     size_t len;
 } mom_peer_msg;
 
+/* Messages of a stream waiting for the send in flight (FIFO). */
+typedef struct {
+    mom_peer_msg *head, *tail;
+    size_t count, bytes;
+} mom_peer_msgq;
+
 typedef enum {
     PEER_SRV_RECEIVING, /* waiting for the request message */
     PEER_SRV_APP,       /* the application holds the handle */
@@ -69,9 +75,7 @@ struct mom_peer_srv {
     unsigned pending;
     mom_peer_srv_state state;
     unsigned closed : 1, sending : 1, md_sent : 1, ending : 1, status_sent : 1;
-    /* served stream: messages waiting for the send in flight */
-    mom_peer_msg *q_head, *q_tail;
-    size_t q_count, q_bytes;
+    mom_peer_msgq q; /* served stream: waiting for the send in flight */
     grpc_status_code end_status;
     char *end_detail;
     mom_peer_op op_new, op_recv, op_send, op_close;
@@ -89,9 +93,7 @@ struct mom_peer_stream {
     int sending;  /* a SEND_MESSAGE batch is in flight (send_bb) */
     int over;     /* the status arrived: nothing more can be sent */
     grpc_byte_buffer *send_bb, *recv_bb;
-    /* bidi: messages written and waiting for the send in flight */
-    mom_peer_msg *q_head, *q_tail;
-    size_t q_count, q_bytes;
+    mom_peer_msgq q; /* bidi: written, waiting for the send in flight */
     grpc_metadata_array init_md, trail_md;
     grpc_status_code status;
     grpc_slice detail;
@@ -153,6 +155,11 @@ void mom_peer_op_init(mom_peer_op *o, void *owner, mom_peer_op_kind kind);
 void mom_peer_op_fill(grpc_op *g, grpc_op_type type);
 void mom_peer_set_int(grpc_arg *a, const char *key, int value);
 grpc_byte_buffer *mom_peer_bytes_to_bb(const uint8_t *buf, size_t len);
+/* A copy of buf at the end of q; -1 when out of memory. */
+int mom_peer_msgq_push(mom_peer_msgq *q, const uint8_t *buf, size_t len);
+/* The first message's buffer (the caller owns it), NULL if q is empty. */
+grpc_byte_buffer *mom_peer_msgq_pop(mom_peer_msgq *q);
+void mom_peer_msgq_clear(mom_peer_msgq *q);
 int mom_peer_bb_to_slice(grpc_byte_buffer *bb, grpc_slice *out);
 /* starts a batch whose completion is mom_peer_op o, counting it as outstanding
  */

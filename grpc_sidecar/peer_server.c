@@ -18,21 +18,6 @@ static int srv_arm(mom_peer *p);
 static void srv_arm_recv(mom_peer_srv *s);
 
 static void
-srv_drop_queue(mom_peer_srv *s)
-{
-    mom_peer_msg *m;
-
-    while ((m = s->q_head) != NULL) {
-        s->q_head = m->next;
-        grpc_byte_buffer_destroy(m->bb);
-        free(m);
-    }
-    s->q_tail = NULL;
-    s->q_count = 0;
-    s->q_bytes = 0;
-}
-
-static void
 srv_free(mom_peer_srv *s)
 {
     mom_peer *p = s->p;
@@ -49,7 +34,7 @@ srv_free(mom_peer_srv *s)
         p->n_srv--;
         grpc_call_unref(s->call);
     }
-    srv_drop_queue(s);
+    mom_peer_msgq_clear(&s->q);
     if (s->recv_bb != NULL) {
         grpc_byte_buffer_destroy(s->recv_bb);
     }
@@ -94,29 +79,21 @@ srv_pump(mom_peer_srv *s)
     grpc_op ops[3];
     size_t n = 0;
     grpc_slice detail;
-    mom_peer_msg *m = s->q_head;
     int with_status;
 
     if (s->sending || s->closed || s->status_sent ||
-        (m == NULL && !s->ending)) {
+        (s->q.head == NULL && !s->ending)) {
         return;
     }
     if (!s->md_sent) {
         mom_peer_op_fill(&ops[n++], GRPC_OP_SEND_INITIAL_METADATA);
     }
-    if (m != NULL) {
-        s->q_head = m->next;
-        if (s->q_head == NULL) {
-            s->q_tail = NULL;
-        }
-        s->q_count--;
-        s->q_bytes -= m->len;
-        s->send_bb = m->bb;
-        free(m);
+    if (s->q.head != NULL) {
+        s->send_bb = mom_peer_msgq_pop(&s->q);
         mom_peer_op_fill(&ops[n], GRPC_OP_SEND_MESSAGE);
         ops[n++].data.send_message.send_message = s->send_bb;
     }
-    with_status = s->ending && s->q_head == NULL;
+    with_status = s->ending && s->q.head == NULL;
     if (with_status) {
         detail = grpc_slice_from_copied_string(
             s->end_detail != NULL ? s->end_detail : "");
@@ -320,7 +297,8 @@ srv_on_send(mom_peer_srv *s, int success)
     if (success) {
         srv_pump(s);
     } else {
-        srv_drop_queue(s); /* the client is gone; the close op follows */
+        mom_peer_msgq_clear(
+            &s->q); /* the client is gone; the close op follows */
     }
     srv_maybe_free(s);
 }
@@ -330,7 +308,7 @@ srv_on_close(mom_peer *p, mom_peer_srv *s)
 {
     s->pending--;
     s->closed = 1;
-    srv_drop_queue(s);
+    mom_peer_msgq_clear(&s->q);
     if (s->state == PEER_SRV_APP) {
         s->state = PEER_SRV_DONE;
         if (p->h.closed != NULL) {
@@ -389,21 +367,14 @@ int
 mom_peer_reply(mom_peer_srv *s, grpc_status_code status, const uint8_t *buf,
                size_t len, const char *detail)
 {
-    mom_peer_msg *m;
-
     if (s->state != PEER_SRV_APP || s->streaming) {
         return -1;
     }
-    if (status == GRPC_STATUS_OK) {
-        if (len > s->p->o.max_message || (m = calloc(1, sizeof(*m))) == NULL) {
-            srv_end(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "reply too large");
-            return -1;
-        }
-        m->bb = mom_peer_bytes_to_bb(buf, len);
-        m->len = len;
-        s->q_head = s->q_tail = m;
-        s->q_count = 1;
-        s->q_bytes = len;
+    if (status == GRPC_STATUS_OK &&
+        (len > s->p->o.max_message ||
+         mom_peer_msgq_push(&s->q, buf, len) != 0)) {
+        srv_end(s, GRPC_STATUS_RESOURCE_EXHAUSTED, "reply too large");
+        return -1;
     }
     srv_end(s, status, detail);
     return 0;
@@ -413,27 +384,13 @@ int
 mom_peer_stream_send(mom_peer_srv *s, const uint8_t *buf, size_t len)
 {
     mom_peer *p = s->p;
-    mom_peer_msg *m;
 
     if (s->state != PEER_SRV_APP || !s->streaming || len > p->o.max_message ||
-        s->q_count >= p->o.stream_msgs ||
-        s->q_bytes + len > p->o.stream_queue) {
+        s->q.count >= p->o.stream_msgs ||
+        s->q.bytes + len > p->o.stream_queue ||
+        mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    m = calloc(1, sizeof(*m));
-    if (m == NULL) {
-        return -1;
-    }
-    m->bb = mom_peer_bytes_to_bb(buf, len);
-    m->len = len;
-    if (s->q_tail != NULL) {
-        s->q_tail->next = m;
-    } else {
-        s->q_head = m;
-    }
-    s->q_tail = m;
-    s->q_count++;
-    s->q_bytes += len;
     srv_pump(s);
     return 0;
 }
@@ -441,7 +398,7 @@ mom_peer_stream_send(mom_peer_srv *s, const uint8_t *buf, size_t len)
 size_t
 mom_peer_stream_pending(const mom_peer_srv *s)
 {
-    return s->q_count;
+    return s->q.count;
 }
 
 void

@@ -536,6 +536,20 @@ apply_entry(void *arg, uint64_t index, uint64_t term, int type,
     return 0;
 }
 
+/* The snapshot row for the state machine as of `applied`. */
+static void
+save_applied_snapshot(mom_raft_group_t *g)
+{
+    mom_raft_snapshot_row_t row;
+
+    row.index = g->applied;
+    row.term = g->applied_term;
+    row.conf_index = g->conf_index;
+    row.conf = g->conf;
+    row.conf_len = g->conf_len;
+    mom_raft_store_save_snapshot(g->m->store, g->id, &row);
+}
+
 /*
  * A snapshot at `applied`: its metadata (the data is the state machine
  * itself, in this database) and the log compacted behind it.
@@ -544,7 +558,6 @@ static void
 snapshot_take(mom_raft_group_t *g)
 {
     mom_raft_t *m = g->m;
-    mom_raft_snapshot_row_t row;
     struct raft_buffer conf = {g->conf, g->conf_len};
 
     raft_configuration_init(&g->snap_meta.configuration);
@@ -552,12 +565,7 @@ snapshot_take(mom_raft_group_t *g)
         raft_configuration_close(&g->snap_meta.configuration);
         return;
     }
-    row.index = g->applied;
-    row.term = g->applied_term;
-    row.conf_index = g->conf_index;
-    row.conf = g->conf;
-    row.conf_len = g->conf_len;
-    mom_raft_store_save_snapshot(m->store, g->id, &row);
+    save_applied_snapshot(g);
     if (g->applied > m->opt.snapshot_trailing) {
         mom_raft_store_compact(m->store, g->id,
                                g->applied - m->opt.snapshot_trailing);
@@ -604,7 +612,6 @@ void
 mom_raft_group_settle(mom_raft_group_t *g)
 {
     mom_raft_t *m = g->m;
-    mom_raft_snapshot_row_t row;
     mom_raft_chunk_t *c;
     int written = 0;
     unsigned i;
@@ -627,12 +634,7 @@ mom_raft_group_settle(mom_raft_group_t *g)
         chunk_free(c);
     }
     g->tail_last = NULL;
-    row.index = g->applied;
-    row.term = g->applied_term;
-    row.conf_index = g->conf_index;
-    row.conf = g->conf;
-    row.conf_len = g->conf_len;
-    mom_raft_store_save_snapshot(m->store, g->id, &row);
+    save_applied_snapshot(g);
     if (g->log_rows) {
         mom_raft_store_compact(m->store, g->id, g->applied);
     }
