@@ -92,7 +92,7 @@ typedef struct {
     uint64_t flushes;             /* flush transactions */
     uint64_t group_writes;        /* groups with writes, summed over flushes */
     uint64_t entries_written;     /* log entries written */
-    uint64_t entries_elided;      /* flushes that applied entries unwritten */
+    uint64_t elided_flushes;      /* flushes that applied entries unwritten */
     uint64_t entries_applied;     /* commands given to apply() */
     uint64_t snapshots_taken;     /* compactions: metadata + log cut */
     uint64_t snapshots_sent;      /* state machines serialized for a follower */

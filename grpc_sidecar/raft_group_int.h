@@ -139,8 +139,6 @@ void *mom_raft_waiter_take(mom_raft_group_t *g, uint64_t index, uint64_t term);
 void mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms);
 
 /* raft_persist.c */
-/* Whether this node is the group's only voter: no message ever leaves. */
-int mom_raft_group_alone(const mom_raft_group_t *g);
 void mom_raft_log_add(mom_raft_group_t *g, uint64_t index,
                       struct raft_entry *entries, unsigned n);
 void mom_raft_install_begin(mom_raft_group_t *g,

@@ -336,8 +336,7 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
 int
 mom_raft_group_pending(const mom_raft_group_t *g)
 {
-    return g->tail != NULL || g->truncate_from != 0 || g->state_dirty ||
-           g->installing || g->n_props > 0 || g->held != NULL ||
+    return mom_raft_group_has_writes(g) || g->n_props > 0 || g->held != NULL ||
            raft_commit_index(&g->raft) > g->applied;
 }
 
@@ -410,22 +409,24 @@ install_write(mom_raft_group_t *g)
     m->stats.snapshots_installed++;
 }
 
-int
-mom_raft_group_alone(const mom_raft_group_t *g)
+/* The leader of a group of one voter: this node is the whole majority. */
+static int
+sole_voter(mom_raft_group_t *g)
 {
     const struct raft_configuration *conf = &g->raft.configuration;
 
-    return conf->n == 1 && conf->servers[0].id == g->m->node_id &&
+    return raft_state(&g->raft) == RAFT_LEADER && conf->n == 1 &&
+           conf->servers[0].id == g->m->node_id &&
            conf->servers[0].role == RAFT_VOTER;
 }
 
-/* A leader that is the whole group commits what it writes at once: no one
- * will ever ask for these entries, so they need not be written at all. */
+/* A sole voter commits what it writes at once: no one will ever ask for
+ * these entries, so they need not be written at all. */
 static int
 may_elide(mom_raft_group_t *g)
 {
-    return mom_raft_group_alone(g) && raft_state(&g->raft) == RAFT_LEADER &&
-           !g->installing && g->conf != NULL && g->applied_term != 0;
+    return sole_voter(g) && !g->installing && g->conf != NULL &&
+           g->applied_term != 0;
 }
 
 int
@@ -639,7 +640,7 @@ mom_raft_group_settle(mom_raft_group_t *g)
         mom_raft_store_compact(m->store, g->id, g->applied);
     }
     g->log_rows = written;
-    m->stats.entries_elided++;
+    m->stats.elided_flushes++;
 }
 
 void
@@ -689,17 +690,6 @@ report_persisted_entries(mom_raft_group_t *g, uint64_t now_ms)
     ev.type = RAFT_PERSISTED_ENTRIES;
     ev.persisted_entries.index = raft_last_index(&g->raft);
     mom_raft_feed(g, &ev, now_ms);
-}
-
-/* The leader of a group of one voter: this node is the whole majority. */
-static int
-sole_voter(mom_raft_group_t *g)
-{
-    const struct raft_configuration *conf = &g->raft.configuration;
-
-    return raft_state(&g->raft) == RAFT_LEADER && conf->n == 1 &&
-           conf->servers[0].id == g->m->node_id &&
-           conf->servers[0].role == RAFT_VOTER;
 }
 
 /*

@@ -142,6 +142,7 @@ mom_raft_store_open(sqlite3 *db)
 {
     mom_raft_store_t *s = calloc(1, sizeof *s);
     char *err = NULL;
+    sqlite3_stmt *q = NULL;
     int i;
 
     if (s == NULL) {
@@ -154,12 +155,12 @@ mom_raft_store_open(sqlite3 *db)
         free(s);
         return NULL;
     }
-    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &s->st[0], NULL) ==
+    if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &q, NULL) ==
             SQLITE_OK &&
-        sqlite3_step(s->st[0]) == SQLITE_ROW) {
-        s->sync_level = sqlite3_column_int(s->st[0], 0);
+        sqlite3_step(q) == SQLITE_ROW) {
+        s->sync_level = sqlite3_column_int(q, 0);
     }
-    sqlite3_finalize(s->st[0]);
+    sqlite3_finalize(q);
     snprintf(s->sync_sql, sizeof s->sync_sql, "PRAGMA synchronous = %d",
              s->sync_level);
     for (i = 0; i < ST_COUNT; i++) {
