@@ -91,7 +91,7 @@ mom_op_finish(mom_op_t *op, unsigned status, const void *body, size_t len,
     Mom__Response resp = MOM__RESPONSE__INIT;
 
     if (op->conn != NULL) {
-        mom_conn_reply(op->conn, status, body, len, user);
+        mom_conn_reply(op->conn, op->id, status, body, len, user);
     } else if (op->served != NULL) {
         resp.kind = MOM__KIND__KIND_REPLY;
         resp.status = status;
@@ -573,19 +573,26 @@ mom_ops_start(mom_op_t *op)
 }
 
 void
-mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req)
+mom_ops_handle(void *data, mom_conn_t *conn, uint64_t id, Mom__Request *req)
 {
     mom_ops_t *ops = data;
     mom_op_t *op = calloc(1, sizeof(*op));
 
     if (op == NULL) {
         mom__request__free_unpacked(req, NULL);
-        mom_conn_reply(conn, 500, "{\"detail\":\"Out of memory\"}", 26, NULL);
+        mom_conn_reply(conn, id, 500, "{\"detail\":\"Out of memory\"}", 26,
+                       NULL);
         return;
     }
     op->ops = ops;
     op->conn = conn;
+    op->id = id;
     op->req = req;
+    if (id != 0 && req->op == MOM__OP__OP_SUBSCRIBE) {
+        /* A stream takes the whole connection: not among others. */
+        mom_op_error(op, 400, "Subscriptions cannot be multiplexed");
+        return;
+    }
     mom_ops_start(op);
 }
 

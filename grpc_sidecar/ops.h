@@ -56,6 +56,7 @@ struct mom_op_s {
     mom_ops_t *ops;
     Mom__Request *req;
     mom_conn_t *conn;            /* from nginx, else NULL */
+    uint64_t id;                 /* its id on conn (0: not multiplexed) */
     struct mom_served_s *served; /* from a peer, NULL once it went away */
     bool forwarded;              /* came through Forward: never forward */
     uint32_t partition;
@@ -86,7 +87,8 @@ void mom_ops_init(mom_ops_t *ops, uv_loop_t *loop, const mom_conf_t *conf,
 void mom_ops_close(mom_ops_t *ops);
 
 /* The server's request callback (data = the mom_ops_t). */
-void mom_ops_handle(void *data, mom_conn_t *conn, Mom__Request *req);
+void mom_ops_handle(void *data, mom_conn_t *conn, uint64_t id,
+                    Mom__Request *req);
 
 /* A request forwarded by another momd (takes req); answered through
  * mom_cluster_answer(served, ...). */

@@ -1,8 +1,23 @@
 /*
  * Unix-socket server for the nginx module. One conn per accepted socket:
- * an incremental frame decoder, one request in flight at a time (so replies
- * are in order), libuv's write queue, and a stream mode for subscriptions.
- * A bad or oversized frame closes that connection only.
+ * an incremental frame decoder, libuv's write queue, and a stream mode for
+ * subscriptions. A bad or oversized frame closes that connection only.
+ *
+ * Two kinds of requests share a connection. An id-0 request is served
+ * alone: it waits for everything before it to be answered and holds back
+ * everything after it (the decoded request waits in `held`), so id-0
+ * replies are in order. A multiplexed request (id != 0) is dispatched as
+ * soon as it is decoded: all the complete frames of a read go out in one
+ * go, up to MOM_SERVER_MAX_INFLIGHT per connection. Their replies are
+ * encoded into the connection's output buffer, and an idle handle writes
+ * every such buffer with one write per connection right before the loop
+ * polls (the commit path answers publishes in a check handle, after poll).
+ * A connection stops being read while its in-flight requests or its
+ * unwritten output are over their bounds, and resumes as they drain.
+ *
+ * A connection whose peer is gone is closed at once (its queued output is
+ * dropped); requests still in flight keep it referenced and their replies
+ * are dropped, so its memory goes with the last of them.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +34,11 @@
 #define MOM_SERVER_BACKLOG 511
 /* How long a graceful close may wait for a peer that does not read. */
 #define MOM_SERVER_LINGER_MS 5000
+/* Bounds of one connection: requests in flight, unwritten output. */
+#define MOM_SERVER_MAX_INFLIGHT 4096
+#define MOM_SERVER_MAX_OUTPUT (8 * 1024 * 1024)
+/* An output buffer larger than this is not kept once written. */
+#define MOM_SERVER_OUT_KEEP (64 * 1024)
 
 struct mom_server_s {
     uv_loop_t *loop;
@@ -27,8 +47,11 @@ struct mom_server_s {
     void *data;
     uint32_t max_frame;
     mom_conn_t *conns; /* doubly linked, open and closing */
+    uv_idle_t flusher; /* active while some connection has output */
+    mom_conn_t *dirty; /* connections with output (each referenced) */
     int listening;
     int closing;
+    int freeing; /* the flusher is closing: srv goes with it */
     char *path;
     char read_buf[MOM_SERVER_READ_BUF];
 };
@@ -42,9 +65,11 @@ struct mom_conn_s {
     mom_conn_t *prev, *next;
     mom_frame_decoder_t dec;
     unsigned refs;
-    bool busy;        /* a request is being served */
-    bool dispatching; /* inside mom_conn_process: no recursion */
-    bool paused;      /* reading stopped: enough buffered */
+    bool busy;          /* an id-0 request is being served */
+    unsigned inflight;  /* multiplexed requests being served */
+    Mom__Request *held; /* decoded id-0 request waiting for its turn */
+    bool dispatching;   /* inside mom_conn_process: no recursion */
+    bool paused;        /* reading stopped: enough buffered */
     bool closing;
     bool close_after_reply;
     bool streaming;
@@ -52,12 +77,21 @@ struct mom_conn_s {
     mom_conn_cb on_drain;
     void *stream_data;
     size_t writes_pending;
+    /* Multiplexed replies not yet written (frames back to back). */
+    uint8_t *out;
+    size_t out_len, out_cap;
+    bool dirty; /* in srv->dirty */
+    mom_conn_t *dirty_next;
+    /* mom_conn_peer_gone's last look (loop time) and its answer. */
+    uint64_t peer_checked;
+    bool peer_seen_gone;
 };
 
 typedef struct {
     uv_write_t req;
     mom_conn_t *conn;
-    mom_frame_t *frame;
+    mom_frame_t *frame; /* or, for coalesced replies, */
+    uint8_t *block;     /* the output buffer taken from the connection */
 } mom_write_t;
 
 static void mom_conn_process(mom_conn_t *c);
@@ -65,6 +99,8 @@ static void mom_conn_linger_closed(uv_handle_t *h);
 static void mom_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void mom_server_maybe_free(mom_server_t *srv);
+static void mom_server_flush(uv_idle_t *idle);
+static void mom_conn_update_reading(mom_conn_t *c);
 
 mom_server_t *
 mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
@@ -79,6 +115,8 @@ mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
     srv->on_request = on_request;
     srv->data = data;
     srv->max_frame = conf->max_frame_size;
+    uv_idle_init(loop, &srv->flusher);
+    srv->flusher.data = srv;
     return srv;
 }
 
@@ -101,6 +139,10 @@ mom_conn_unref(mom_conn_t *c)
         return;
     }
     mom_frame_decoder_free(&c->dec);
+    if (c->held != NULL) {
+        mom__request__free_unpacked(c->held, NULL);
+    }
+    free(c->out);
     free(c);
 }
 
@@ -111,21 +153,27 @@ mom_conn_closed(const mom_conn_t *c)
 }
 
 bool
-mom_conn_peer_gone(const mom_conn_t *c)
+mom_conn_peer_gone(mom_conn_t *c)
 {
+    uint64_t now = uv_now(c->srv->loop);
     uv_os_fd_t fd;
     char byte;
-    ssize_t n;
 
     if (c->closing) {
         return true;
     }
+    /* Every request of a pipelined read asks: one look answers them. */
+    if (c->peer_checked == now + 1) {
+        return c->peer_seen_gone;
+    }
     if (uv_fileno((const uv_handle_t *)&c->pipe, &fd) != 0) {
         return false;
     }
-    /* nginx sends one request at a time: nothing follows it but an EOF. */
-    n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0;
+    /* An id-0 client sends one request at a time: nothing follows it but
+     * an EOF. A multiplexed one may have sent more: then it is there. */
+    c->peer_seen_gone = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+    c->peer_checked = now + 1;
+    return c->peer_seen_gone;
 }
 
 /* Both handles (pipe, linger timer) are closed: unlink and release. */
@@ -184,11 +232,17 @@ mom_conn_linger_expired(uv_timer_t *t)
     mom_conn_close_now(t->data);
 }
 
+static void mom_conn_flush(mom_conn_t *c);
+
 void
 mom_conn_close(mom_conn_t *c, bool flush)
 {
-    mom_conn_cb on_close = c->on_close;
+    mom_conn_cb on_close;
 
+    if (flush && !c->closing) {
+        mom_conn_flush(c); /* may fail and close */
+    }
+    on_close = c->on_close;
     if (c->closing) {
         if (!flush) {
             mom_conn_close_now(c);
@@ -198,6 +252,7 @@ mom_conn_close(mom_conn_t *c, bool flush)
     c->closing = true;
     c->on_close = NULL;
     c->on_drain = NULL;
+    c->out_len = 0; /* what a graceful close could write is written */
     uv_read_stop((uv_stream_t *)&c->pipe);
     c->shutdown_req.data = c;
     if (!flush || c->writes_pending == 0 ||
@@ -224,6 +279,7 @@ mom_conn_write_done(uv_write_t *req, int status)
     mom_conn_t *c = w->conn;
 
     mom_frame_unref(w->frame);
+    free(w->block);
     free(w);
     c->writes_pending--;
     if (status < 0 && !c->closing) {
@@ -232,50 +288,64 @@ mom_conn_write_done(uv_write_t *req, int status)
     } else if (c->writes_pending == 0 && c->on_drain != NULL && !c->closing) {
         c->on_drain(c->stream_data, c);
     }
+    if (c->paused) {
+        mom_conn_update_reading(c); /* the output bound may be met now */
+    }
     mom_conn_unref(c);
 }
 
-int
-mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
+/*
+ * Writes what it can of buf at once when nothing is queued before it and
+ * nobody waits for a drain: a live fan-out writes one frame to every
+ * subscriber; this spares each of them a request, its callback and the
+ * epoll change that follows it. Returns 1 when all was written, 0 when
+ * the rest (buf, advanced) must be queued, -1 when the connection failed
+ * (it is closed).
+ */
+static int
+mom_conn_try_write(mom_conn_t *c, uv_buf_t *buf)
 {
-    mom_write_t *w;
-    uv_buf_t buf;
+    int n;
 
-    if (c->closing) {
+    if (c->writes_pending > 0 || c->on_drain != NULL) {
+        return 0;
+    }
+    n = uv_try_write((uv_stream_t *)&c->pipe, buf, 1);
+    if (n == (int)buf->len) {
+        return 1;
+    }
+    if (n > 0) {
+        buf->base += n;
+        buf->len -= (size_t)n;
+    } else if (n != UV_EAGAIN) {
+        mom_log_debug("write to connection failed: %s", uv_strerror(n));
+        mom_conn_close(c, false);
         return -1;
     }
-    buf = uv_buf_init((char *)frame->data, (unsigned)frame->len);
-    /*
-     * Nothing queued and nobody waiting for a drain: write at once. A live
-     * fan-out writes one frame to every subscriber; this spares each of
-     * them a request, its callback and the epoll change that follows it.
-     */
-    if (c->writes_pending == 0 && c->on_drain == NULL) {
-        int n = uv_try_write((uv_stream_t *)&c->pipe, &buf, 1);
+    return 0;
+}
 
-        if (n == (int)buf.len) {
-            return 0;
-        }
-        if (n > 0) {
-            buf.base += n;
-            buf.len -= (size_t)n;
-        } else if (n != UV_EAGAIN) {
-            mom_log_debug("write to connection failed: %s", uv_strerror(n));
-            mom_conn_close(c, false);
-            return -1;
-        }
-    }
-    w = malloc(sizeof(*w));
+/* Queues buf, owned by frame (referenced until written) or by block
+ * (taken: freed once written). Returns -1 when the connection failed. */
+static int
+mom_conn_enqueue(mom_conn_t *c, uv_buf_t buf, mom_frame_t *frame,
+                 uint8_t *block)
+{
+    mom_write_t *w = malloc(sizeof(*w));
+
     if (w == NULL) {
+        free(block);
         mom_conn_close(c, false);
         return -1;
     }
     w->req.data = w;
     w->conn = c;
-    w->frame = mom_frame_ref(frame);
+    w->frame = frame != NULL ? mom_frame_ref(frame) : NULL;
+    w->block = block;
     if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1,
                  mom_conn_write_done) != 0) {
-        mom_frame_unref(frame);
+        mom_frame_unref(w->frame);
+        free(block);
         free(w);
         mom_conn_close(c, false);
         return -1;
@@ -285,10 +355,124 @@ mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
     return 0;
 }
 
+/*
+ * Writes the queued multiplexed replies: one write for all of them. A
+ * buffer written at once is kept for the next replies; one that must wait
+ * goes to libuv's queue and the connection starts a new one.
+ */
+static void
+mom_conn_flush(mom_conn_t *c)
+{
+    uv_buf_t buf;
+    uint8_t *block;
+    int rc;
+
+    if (c->out_len == 0 || c->closing) {
+        return;
+    }
+    buf = uv_buf_init((char *)c->out, (unsigned)c->out_len);
+    rc = mom_conn_try_write(c, &buf);
+    if (rc < 0) {
+        return;
+    }
+    if (rc == 1) {
+        c->out_len = 0;
+        if (c->out_cap > MOM_SERVER_OUT_KEEP) {
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+    } else {
+        block = c->out;
+        c->out = NULL;
+        c->out_len = c->out_cap = 0;
+        if (mom_conn_enqueue(c, buf, NULL, block) != 0) {
+            return;
+        }
+    }
+    mom_conn_update_reading(c); /* the output bound */
+}
+/* Before the loop polls: one write per connection with replies queued. */
+static void
+mom_server_flush(uv_idle_t *idle)
+{
+    mom_server_t *srv = idle->data;
+    mom_conn_t *c;
+
+    uv_idle_stop(idle);
+    while ((c = srv->dirty) != NULL) {
+        srv->dirty = c->dirty_next;
+        c->dirty_next = NULL;
+        c->dirty = false;
+        mom_conn_flush(c);
+        mom_conn_unref(c); /* the dirty list's reference */
+    }
+}
+
+/* Appends the frame of resp to the connection's output, for the flusher. */
+static int
+mom_conn_queue(mom_conn_t *c, const Mom__Response *resp)
+{
+    size_t n = mom__response__get_packed_size(resp);
+    size_t need = c->out_len + MOM_FRAME_HEADER + n;
+    uint8_t *p;
+
+    if (n == 0 || n > c->srv->max_frame) {
+        return -1;
+    }
+    if (need > c->out_cap) {
+        size_t cap = c->out_cap > 0 ? c->out_cap : 4096;
+
+        while (cap < need) {
+            cap *= 2;
+        }
+        p = realloc(c->out, cap);
+        if (p == NULL) {
+            return -1;
+        }
+        c->out = p;
+        c->out_cap = cap;
+    }
+    p = c->out + c->out_len;
+    p[0] = (uint8_t)(n >> 24);
+    p[1] = (uint8_t)(n >> 16);
+    p[2] = (uint8_t)(n >> 8);
+    p[3] = (uint8_t)n;
+    mom__response__pack(resp, p + MOM_FRAME_HEADER);
+    c->out_len = need;
+    if (!c->dirty) {
+        c->dirty = true;
+        mom_conn_ref(c);
+        c->dirty_next = c->srv->dirty;
+        c->srv->dirty = c;
+        uv_idle_start(&c->srv->flusher, mom_server_flush);
+    }
+    return 0;
+}
+
+int
+mom_conn_write(mom_conn_t *c, mom_frame_t *frame)
+{
+    uv_buf_t buf;
+    int rc;
+
+    if (c->closing) {
+        return -1;
+    }
+    mom_conn_flush(c); /* replies queued before it go first */
+    if (c->closing) {
+        return -1;
+    }
+    buf = uv_buf_init((char *)frame->data, (unsigned)frame->len);
+    rc = mom_conn_try_write(c, &buf);
+    return rc == 0 ? mom_conn_enqueue(c, buf, frame, NULL) : rc > 0 ? 0 : -1;
+}
+
 size_t
 mom_conn_queued(const mom_conn_t *c)
 {
-    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe);
+    return uv_stream_get_write_queue_size((const uv_stream_t *)&c->pipe) +
+           c->out_len;
 }
 
 void
@@ -311,25 +495,36 @@ mom_conn_stream(mom_conn_t *c, mom_conn_cb on_close, void *data)
 }
 
 void
-mom_conn_reply(mom_conn_t *c, unsigned status, const void *body, size_t len,
-               const char *user)
+mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
+               size_t len, const char *user)
 {
     Mom__Response resp = MOM__RESPONSE__INIT;
     mom_frame_t *frame;
 
-    if (!c->busy) {
+    if (id == 0 ? !c->busy : c->inflight == 0) {
         mom_log_error("reply without a request (ignored)");
         return;
     }
-    c->busy = false;
-    if (!c->closing) {
+    if (id == 0) {
+        c->busy = false;
+    } else {
+        c->inflight--;
+    }
+    if (!c->closing && (id == 0 || !c->streaming)) {
         resp.kind = MOM__KIND__KIND_REPLY;
         resp.status = status;
         resp.body.data = (uint8_t *)body;
         resp.body.len = len;
         resp.user = (char *)(user ? user : "");
-        frame = mom_frame_encode(&resp.base, c->srv->max_frame);
-        if (frame == NULL) {
+        resp.id = id;
+        if (id != 0) {
+            frame = NULL;
+            if (mom_conn_queue(c, &resp) != 0) {
+                mom_log_error("reply of %zu bytes could not be framed", len);
+                mom_conn_close(c, false);
+            }
+        } else if ((frame = mom_frame_encode(&resp.base, c->srv->max_frame)) ==
+                   NULL) {
             mom_log_error("reply of %zu bytes could not be framed", len);
             mom_conn_close(c, false);
         } else {
@@ -338,7 +533,9 @@ mom_conn_reply(mom_conn_t *c, unsigned status, const void *body, size_t len,
         }
     }
     if (c->close_after_reply) {
-        mom_conn_close(c, true);
+        if (!c->busy && c->inflight == 0) {
+            mom_conn_close(c, true);
+        }
     } else if (!c->streaming) {
         mom_conn_process(c);
     }
@@ -354,54 +551,107 @@ mom_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->read_buf, sizeof(c->srv->read_buf));
 }
 
+/* Whether no further request may be dispatched now. */
+static bool
+mom_conn_blocked(const mom_conn_t *c)
+{
+    return c->busy || c->held != NULL || c->close_after_reply ||
+           c->inflight >= MOM_SERVER_MAX_INFLIGHT;
+}
+
+/*
+ * Reading stops while a blocked connection has a frame's worth buffered,
+ * or while its output is over its bound (a client that sends but does not
+ * read); a stream is always read (that is how its end is noticed).
+ */
 static void
-mom_conn_process(mom_conn_t *c)
+mom_conn_update_reading(mom_conn_t *c)
+{
+    bool full;
+
+    if (c->closing) {
+        return;
+    }
+    full =
+        !c->streaming && ((mom_conn_blocked(c) &&
+                           mom_frame_decoder_buffered(&c->dec) >
+                               (size_t)c->srv->max_frame + MOM_FRAME_HEADER) ||
+                          mom_conn_queued(c) > MOM_SERVER_MAX_OUTPUT);
+    if (full && !c->paused) {
+        uv_read_stop((uv_stream_t *)&c->pipe);
+        c->paused = true;
+    } else if (!full && c->paused) {
+        c->paused = false;
+        uv_read_start((uv_stream_t *)&c->pipe, mom_conn_alloc, mom_conn_read);
+    }
+}
+
+/* The next request whose turn it is, or NULL. */
+static Mom__Request *
+mom_conn_next(mom_conn_t *c)
 {
     const uint8_t *payload;
     Mom__Request *req;
     size_t len;
     int rc;
 
+    if (c->held != NULL) {
+        if (c->inflight > 0 || c->close_after_reply) {
+            return NULL; /* an id-0 request waits for all before it */
+        }
+        req = c->held;
+        c->held = NULL;
+        return req;
+    }
+    if (mom_conn_blocked(c)) {
+        return NULL;
+    }
+    rc = mom_frame_decoder_next(&c->dec, &payload, &len);
+    if (rc == 0) {
+        return NULL;
+    }
+    if (rc < 0) {
+        mom_log_warn("bad frame length from nginx: closing connection");
+        mom_conn_close(c, false);
+        return NULL;
+    }
+    req = mom__request__unpack(NULL, len, payload);
+    if (req == NULL) {
+        mom_log_warn("undecodable request frame: closing connection");
+        mom_conn_close(c, false);
+        return NULL;
+    }
+    if (req->id == 0 && c->inflight > 0) {
+        c->held = req;
+        return NULL;
+    }
+    return req;
+}
+
+static void
+mom_conn_process(mom_conn_t *c)
+{
+    Mom__Request *req;
+    uint64_t id;
+
     if (c->dispatching) {
         return;
     }
     c->dispatching = true;
     mom_conn_ref(c);
-    while (!c->busy && !c->closing && !c->streaming) {
-        rc = mom_frame_decoder_next(&c->dec, &payload, &len);
-        if (rc == 0) {
-            break;
+    while (!c->closing && !c->streaming && (req = mom_conn_next(c)) != NULL) {
+        id = req->id;
+        req->id = 0; /* never forwarded: the answer comes back here */
+        if (id == 0) {
+            c->busy = true;
+        } else {
+            c->inflight++;
         }
-        if (rc < 0) {
-            mom_log_warn("bad frame length from nginx: closing connection");
-            mom_conn_close(c, false);
-            break;
-        }
-        req = mom__request__unpack(NULL, len, payload);
-        if (req == NULL) {
-            mom_log_warn("undecodable request frame: closing connection");
-            mom_conn_close(c, false);
-            break;
-        }
-        c->busy = true;
         mom_conn_ref(c);
-        c->srv->on_request(c->srv->data, c, req);
+        c->srv->on_request(c->srv->data, c, id, req);
     }
     c->dispatching = false;
-    if (!c->closing) {
-        size_t buffered = mom_frame_decoder_buffered(&c->dec);
-        bool full =
-            c->busy && buffered > (size_t)c->srv->max_frame + MOM_FRAME_HEADER;
-
-        if (full && !c->paused) {
-            uv_read_stop((uv_stream_t *)&c->pipe);
-            c->paused = true;
-        } else if (!full && c->paused) {
-            c->paused = false;
-            uv_read_start((uv_stream_t *)&c->pipe, mom_conn_alloc,
-                          mom_conn_read);
-        }
-    }
+    mom_conn_update_reading(c);
     mom_conn_unref(c);
 }
 
@@ -528,11 +778,27 @@ mom_server_listen(mom_server_t *srv, const char *path)
 }
 
 static void
+mom_server_flusher_closed(uv_handle_t *h)
+{
+    mom_server_t *srv = h->data;
+    mom_conn_t *c;
+
+    /* Connections closed with replies queued: nothing left to write. */
+    while ((c = srv->dirty) != NULL) {
+        srv->dirty = c->dirty_next;
+        mom_conn_unref(c);
+    }
+    free(srv->path);
+    free(srv);
+}
+
+static void
 mom_server_maybe_free(mom_server_t *srv)
 {
-    if (srv->closing && !srv->listening && srv->conns == NULL) {
-        free(srv->path);
-        free(srv);
+    if (srv->closing && !srv->listening && srv->conns == NULL &&
+        !srv->freeing) {
+        srv->freeing = 1;
+        uv_close((uv_handle_t *)&srv->flusher, mom_server_flusher_closed);
     }
 }
 
@@ -562,7 +828,7 @@ mom_server_close(mom_server_t *srv)
         if (c->closing || c->streaming) {
             continue;
         }
-        if (c->busy) {
+        if (c->busy || c->inflight > 0) {
             c->close_after_reply = true;
         } else {
             mom_conn_close(c, true);

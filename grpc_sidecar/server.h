@@ -1,7 +1,8 @@
 /*
- * The Unix-socket listener for nginx: connections, framing, in-order
- * replies, write queues, and stream (SSE) mode. Knows frames and
- * connections, not what requests mean (that is ops.c).
+ * The Unix-socket listener for nginx: connections, framing, replies (in
+ * order for id-0 requests, by id for multiplexed ones), write queues and
+ * their coalescing, and stream (SSE) mode. Knows frames and connections,
+ * not what requests mean (that is ops.c).
  */
 #ifndef MOM_SERVER_H
 #define MOM_SERVER_H
@@ -20,11 +21,18 @@ typedef struct mom_conn_s mom_conn_t;
 
 /*
  * A decoded request. The handler owns req (mom__request__free_unpacked) and
- * must answer with exactly one mom_conn_reply() (possibly later), or turn
- * the connection into a stream. The next request of the connection is not
- * dispatched before that.
+ * must answer with exactly one mom_conn_reply(conn, id, ...) (possibly
+ * later), or, for id 0 only, turn the connection into a stream. The server
+ * has moved the request's id into `id` (req->id is 0, so that the request
+ * can be forwarded to another momd as is).
+ *
+ * id 0: one request at a time. It is dispatched once everything before it
+ * on the connection is answered, and nothing after it is dispatched before
+ * its answer. id != 0 (multiplexed): dispatched as soon as it is decoded,
+ * while others are in flight; answers go out in completion order.
  */
-typedef void (*mom_request_cb)(void *data, mom_conn_t *conn, Mom__Request *req);
+typedef void (*mom_request_cb)(void *data, mom_conn_t *conn, uint64_t id,
+                               Mom__Request *req);
 typedef void (*mom_conn_cb)(void *data, mom_conn_t *conn);
 
 mom_server_t *mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
@@ -32,8 +40,9 @@ mom_server_t *mom_server_new(uv_loop_t *loop, const mom_conf_t *conf,
 /* Listens on path (a stale socket file is removed; mode 0666). */
 int mom_server_listen(mom_server_t *srv, const char *path);
 /*
- * Stops listening; idle connections close now, busy ones after their
- * reply, streams must be ended by their owner. srv is freed when all its
+ * Stops listening; idle connections close now, busy ones after their last
+ * reply (multiplexed ones: after the last request in flight), streams
+ * must be ended by their owner. srv is freed when all its
  * handles are closed (run the loop).
  */
 void mom_server_close(mom_server_t *srv);
@@ -43,17 +52,29 @@ void mom_conn_ref(mom_conn_t *conn);
 void mom_conn_unref(mom_conn_t *conn);
 /* True once the connection is closing or closed: writes are dropped. */
 bool mom_conn_closed(const mom_conn_t *conn);
-/* True when nginx has already closed its side (its client gave up), even
+/*
+ * True when nginx has already closed its side (its client gave up), even
  * if momd has not read the end of the stream yet: e.g. a request read
- * after momd was stopped (SIGSTOP) for longer than the client waited. */
-bool mom_conn_peer_gone(const mom_conn_t *conn);
-
-/* Answers the current request with a KIND_REPLY frame. */
-void mom_conn_reply(mom_conn_t *conn, unsigned status, const void *body,
-                    size_t len, const char *user);
+ * after momd was stopped (SIGSTOP) for longer than the client waited.
+ * Looks at the socket at most once per loop iteration. On a multiplexed
+ * connection more requests may be waiting unread: then the peer counts as
+ * present until the read returns EOF (which closes the connection).
+ */
+bool mom_conn_peer_gone(mom_conn_t *conn);
 
 /*
- * Stream mode: after the REPLY of a subscription, the connection carries
+ * Answers request `id` (the one given to mom_request_cb) with a KIND_REPLY
+ * frame carrying that id. An id-0 reply is written at once; multiplexed
+ * replies are queued and each connection's queue is written with one
+ * write per loop iteration (before the loop polls). Replies to a closed
+ * connection are dropped.
+ */
+void mom_conn_reply(mom_conn_t *conn, uint64_t id, unsigned status,
+                    const void *body, size_t len, const char *user);
+
+/*
+ * Stream mode (an id-0 request only): after the REPLY of a subscription,
+ * the connection carries
  * frames written by its owner; no more requests are read from it (bytes
  * received are discarded) and on_close is called once when it closes, for
  * whatever reason (peer EOF, write error, mom_conn_close()).

@@ -414,7 +414,7 @@ mom_sse_reply_error(mom_conn_t *conn, unsigned status, const char *detail)
 
     mom_buf_init(&b);
     mom_json_detail(&b, detail);
-    mom_conn_reply(conn, status, b.data, b.len, NULL);
+    mom_conn_reply(conn, 0, status, b.data, b.len, NULL);
     mom_buf_free(&b);
 }
 
@@ -475,7 +475,7 @@ mom_sse_subscribe(mom_sse_t *sse, mom_conn_t *conn, Mom__Request *req)
      * requests from this connection. */
     mom_conn_stream(conn, mom_sub_on_close, sub);
     mom_conn_on_drain(conn, mom_sub_drained);
-    mom_conn_reply(conn, 200, "", 0, NULL);
+    mom_conn_reply(conn, 0, 200, "", 0, NULL);
     if (mom_conn_write(conn, sse->retry) != 0) {
         goto done;
     }

@@ -7,7 +7,8 @@ package MOM::Test::Frame;
 #
 #   my $c = MOM::Test::Frame->new($socket_path);
 #   $c->request(op => "OP_LIST_TOPICS");
-#   my $resp = $c->response(timeout => 2);   # {kind, status, body, user}
+#   my $resp = $c->response(timeout => 2);   # {kind, status, body, user, id}
+#   $c->pipeline({op => "OP_LIST_TOPICS", id => 1}, ...);  # one write
 #   $c->send_raw(pack('N', 0));           # bad frames
 #   $c->closed_by_peer(2);                # momd closed the connection
 
@@ -35,9 +36,10 @@ my %REQ = (
     password => [4, 'bytes'], content => [5, 'bytes'],
     since => [6, 'varint'], has_since => [7, 'varint'],
     limit => [8, 'varint'], token_exp => [9, 'varint'],
-    heartbeat_ms => [10, 'varint'],
+    heartbeat_ms => [10, 'varint'], id => [14, 'varint'],
 );
-my %RESP = (1 => 'kind', 2 => 'status', 3 => 'body', 4 => 'user');
+my %RESP = (1 => 'kind', 2 => 'status', 3 => 'body', 4 => 'user',
+            8 => 'id');
 
 sub varint {
     my ($n) = @_;
@@ -82,7 +84,7 @@ sub read_varint {
 
 sub decode_response {
     my ($bytes) = @_;
-    my %r = (kind => 0, status => 0, body => '', user => '');
+    my %r = (kind => 0, status => 0, body => '', user => '', id => 0);
     my $pos = 0;
     while ($pos < length $bytes) {
         my $key = read_varint(\$bytes, \$pos);
@@ -118,6 +120,12 @@ sub new {
 sub request {
     my ($self, %f) = @_;
     return $self->send_raw(frame(encode_request(%f)));
+}
+
+# pipeline({op => ..., id => 1}, {...}, ...): all the requests in one write.
+sub pipeline {
+    my ($self, @reqs) = @_;
+    return $self->send_raw(join '', map { frame(encode_request(%$_)) } @reqs);
 }
 
 sub send_raw {
