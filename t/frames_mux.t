@@ -225,4 +225,55 @@ ok(@last > 0 && !grep({ $_->{status} != 200 && $_->{status} != 503 } @last),
 ok($s->closed_by_peer(5), 'then momd closed the connection');
 
 $t->check_logs;
+
+# --- 7. a cluster: multiplexed requests forwarded to other leaders -----------
+# Topics spread over the partitions of three nodes; everything is sent to
+# node 1, which forwards what it does not lead: each answer comes back to
+# its own id.
+my $cl = MOM::Test->new(nodes => 3);
+ok($cl->start_momd($_), "cluster: momd $_ started") for 1 .. 3;
+my $k1 = MOM::Test::Frame->new($cl->socket_path(1));
+my $ready;
+for (1 .. 150) {
+    $k1->request(op => 'OP_REGISTER', name => 'bob', password => 'pw');
+    my $x = $k1->response(timeout => 5);
+    $ready = $x && $x->{status} == 200 and last;
+    sleep 0.1;
+}
+ok($ready, 'cluster: user registered through node 1');
+my @topics = map { "c$_" } 1 .. 30;
+$k1->pipeline(map {
+    {op => 'OP_CREATE_TOPIC', name => $topics[$_ - 1], user => 'bob',
+     id => $_}
+} 1 .. @topics);
+@r = responses($k1, scalar @topics, 20);
+is(scalar(grep { $_->{status} == 200 } @r), scalar @topics,
+   'cluster: 30 topics created, multiplexed')
+    or diag(explain [map { "$_->{id}:$_->{status}:$_->{body}" } @r]);
+%by = map { $_->{id} => $_ } @r;
+is_deeply([map { body($by{$_}) && body($by{$_})->{name} } 1 .. @topics],
+          \@topics, 'cluster: each reply names the topic of its id');
+$k1->pipeline(map {
+    my $i = $_;
+    map {
+        {op => 'OP_PUBLISH', name => $topics[$i - 1], user => 'bob',
+         content => qq("p$_"), id => 1000 * $i + $_}
+    } 1 .. 5
+} 1 .. @topics);
+@r = responses($k1, 5 * @topics, 30);
+%by = map { $_->{id} => $_ } @r;
+my $good = grep {
+    my $i = $_;
+    my @off = sort { $a <=> $b } map {
+        my $x = $by{1000 * $i + $_};
+        $x && $x->{status} == 200 && body($x) ? body($x)->{offset} : 0
+    } 1 .. 5;
+    "@off" eq "1 2 3 4 5"
+} 1 .. @topics;
+is($good, scalar @topics,
+   'cluster: 150 publishes answered by id, offsets 1..5 per topic');
+my @leaders = grep { $cl->leads($_) } 1 .. 3;
+ok(@leaders > 1, 'cluster: partitions led by ' . scalar(@leaders)
+   . ' nodes (some requests were forwarded)');
+$cl->check_logs;
 done_testing;
