@@ -500,6 +500,7 @@ mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
 {
     Mom__Response resp = MOM__RESPONSE__INIT;
     mom_frame_t *frame;
+    int rc = 0;
 
     if (id == 0 ? !c->busy : c->inflight == 0) {
         mom_log_error("reply without a request (ignored)");
@@ -518,18 +519,17 @@ mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
         resp.user = (char *)(user ? user : "");
         resp.id = id;
         if (id != 0) {
-            frame = NULL;
-            if (mom_conn_queue(c, &resp) != 0) {
-                mom_log_error("reply of %zu bytes could not be framed", len);
-                mom_conn_close(c, false);
-            }
-        } else if ((frame = mom_frame_encode(&resp.base, c->srv->max_frame)) ==
+            rc = mom_conn_queue(c, &resp);
+        } else if ((frame = mom_frame_encode(&resp.base, c->srv->max_frame)) !=
                    NULL) {
-            mom_log_error("reply of %zu bytes could not be framed", len);
-            mom_conn_close(c, false);
-        } else {
             mom_conn_write(c, frame);
             mom_frame_unref(frame);
+        } else {
+            rc = -1;
+        }
+        if (rc != 0) {
+            mom_log_error("reply of %zu bytes could not be framed", len);
+            mom_conn_close(c, false);
         }
     }
     if (c->close_after_reply) {
