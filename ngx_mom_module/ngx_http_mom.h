@@ -43,6 +43,9 @@ typedef struct {
 } ngx_http_mom_loc_conf_t;
 
 
+typedef struct ngx_http_mom_call_s  ngx_http_mom_call_t;
+
+
 typedef struct {
     ngx_http_request_t        *request;
 
@@ -53,6 +56,9 @@ typedef struct {
     const char                *detail;           /* why a request failed */
 
     Mom__Request               req;
+
+    /* waiting for its reply on the worker's channel to momd */
+    ngx_http_mom_call_t       *call;
 
     /* SSE: the frames of the stream, reassembled across reads */
     ngx_buf_t                 *frames;
@@ -101,9 +107,17 @@ ngx_int_t ngx_http_mom_jwt_sign(ngx_http_request_t *r, const char *user,
 char *ngx_http_mom_jwt_check_conf(ngx_conf_t *cf,
     ngx_http_mom_loc_conf_t *mlcf);
 
+/* channel: unary requests pipelined on one connection per worker */
+ngx_int_t ngx_http_mom_channel_send(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx);
+
 /* upstream */
 ngx_int_t ngx_http_mom_upstream_create(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx);
+ngx_int_t ngx_http_mom_reply_body(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, Mom__Response *resp, ngx_str_t *body);
+ngx_int_t ngx_http_mom_send_reply(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx, Mom__Response *resp);
 ngx_int_t ngx_http_mom_frame_length(u_char *p, u_char *last, size_t max,
     size_t *len);
 ngx_str_t *ngx_http_mom_status_line(ngx_uint_t status);
@@ -111,6 +125,8 @@ ngx_str_t *ngx_http_mom_status_line(ngx_uint_t status);
 /* errors */
 ngx_int_t ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail);
+ngx_int_t ngx_http_mom_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body);
 ngx_int_t ngx_http_mom_json_detail(ngx_pool_t *pool, const char *detail,
     ngx_str_t *out);
 void ngx_http_mom_set_json_type(ngx_http_request_t *r);

@@ -83,11 +83,7 @@ ngx_int_t
 ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *detail)
 {
-    ngx_int_t            rc;
-    ngx_buf_t           *b;
-    ngx_str_t            body, *line;
-    ngx_chain_t          out;
-    ngx_http_mom_ctx_t  *ctx;
+    ngx_str_t  body;
 
     if (r->header_sent) {
         return NGX_ERROR;
@@ -105,6 +101,22 @@ ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
+    return ngx_http_mom_send_json(r, status, &body);
+}
+
+
+/* a JSON answer of the module's or momd's: the error filter lets it be */
+
+ngx_int_t
+ngx_http_mom_send_json(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_str_t           *line;
+    ngx_chain_t          out;
+    ngx_http_mom_ctx_t  *ctx;
+
     ctx = ngx_http_mom_error_ctx(r);
     if (ctx == NULL) {
         return NGX_ERROR;
@@ -120,7 +132,7 @@ ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
     }
 
     ngx_http_mom_set_json_type(r);
-    r->headers_out.content_length_n = body.len;
+    r->headers_out.content_length_n = body->len;
 
     rc = ngx_http_send_header(r);
 
@@ -133,8 +145,8 @@ ngx_http_mom_send_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_ERROR;
     }
 
-    b->pos = body.data;
-    b->last = body.data + body.len;
+    b->pos = body->data;
+    b->last = body->data + body->len;
     b->memory = 1;
     b->last_buf = (r == r->main) ? 1 : 0;
     b->last_in_chain = 1;

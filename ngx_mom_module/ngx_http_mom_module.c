@@ -3,7 +3,7 @@
  * The MOM module itself: its directives, the location configuration
  * (created, merged and checked at configuration time, keys included), the
  * content handler `mom_pass` installs and the hand-over from the client
- * request to the upstream that carries it to momd.
+ * request to the channel or the upstream that carries it to momd.
  */
 
 
@@ -14,6 +14,8 @@
 
 static ngx_int_t ngx_http_mom_handler(ngx_http_request_t *r);
 static void ngx_http_mom_body_handler(ngx_http_request_t *r);
+static void ngx_http_mom_forward(ngx_http_request_t *r,
+    ngx_http_mom_ctx_t *ctx);
 
 static void *ngx_http_mom_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_mom_merge_loc_conf(ngx_conf_t *cf, void *parent,
@@ -205,13 +207,9 @@ ngx_http_mom_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    if (ngx_http_mom_upstream_create(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     r->main->count++;
 
-    ngx_http_upstream_init(r);
+    ngx_http_mom_forward(r, ctx);
 
     return NGX_DONE;
 }
@@ -233,13 +231,34 @@ ngx_http_mom_body_handler(ngx_http_request_t *r)
         return;
     }
 
-    if (ngx_http_mom_upstream_create(r, ctx) != NGX_OK) {
-        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+    /* the reference taken by ngx_http_read_client_request_body() is the
+     * one released when the reply finalizes the request */
+
+    ngx_http_mom_forward(r, ctx);
+}
+
+
+/*
+ * Hands the request to momd: on the worker's channel, or through the
+ * upstream (streams, no channel). The caller holds the reference that
+ * finalizing the request releases.
+ */
+
+static void
+ngx_http_mom_forward(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_mom_channel_send(r, ctx);
+
+    if (rc == NGX_OK) {
         return;
     }
 
-    /* the reference taken by ngx_http_read_client_request_body() is the
-     * one the upstream releases when it finalizes the request */
+    if (rc == NGX_ERROR || ngx_http_mom_upstream_create(r, ctx) != NGX_OK) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
 
     ngx_http_upstream_init(r);
 }

@@ -237,10 +237,7 @@ ngx_http_mom_process_header(ngx_http_request_t *r)
     resp = mom__response__unpack(&allocator, len,
                                  b->pos + NGX_HTTP_MOM_FRAME_HEADER);
 
-    if (resp == NULL
-        || resp->kind != MOM__KIND__KIND_REPLY
-        || resp->status < 100 || resp->status > 599)
-    {
+    if (resp == NULL || resp->kind != MOM__KIND__KIND_REPLY) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "momd sent an invalid reply frame");
 
@@ -288,19 +285,7 @@ ngx_http_mom_reply(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
         return ngx_http_mom_sse_start(r, ctx);
     }
 
-    if (ctx->op == MOM__OP__OP_LOGIN && resp->status == NGX_HTTP_OK) {
-        if (ngx_http_mom_login_body(r, resp, &body) != NGX_OK) {
-            return NGX_HTTP_UPSTREAM_INVALID_HEADER;
-        }
-
-    } else {
-        body.data = resp->body.data;
-        body.len = resp->body.len;
-    }
-
-    if (body.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "momd sent a reply without a body");
+    if (ngx_http_mom_reply_body(r, ctx, resp, &body) != NGX_OK) {
         return NGX_HTTP_UPSTREAM_INVALID_HEADER;
     }
 
@@ -336,9 +321,68 @@ ngx_http_mom_reply(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
 
 
 /*
- * momd checked the password; the token is signed here, in the worker that
- * holds the key.
+ * The body of a unary reply for the client: momd's, or for a successful
+ * login the token signed here, in the worker that holds the key (momd
+ * checked the password). NGX_ERROR: the reply is not a valid one.
  */
+
+ngx_int_t
+ngx_http_mom_reply_body(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    Mom__Response *resp, ngx_str_t *body)
+{
+    if (resp->status < 100 || resp->status > 599) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "momd sent a reply with status %uD", resp->status);
+        return NGX_ERROR;
+    }
+
+    if (ctx->op == MOM__OP__OP_LOGIN && resp->status == NGX_HTTP_OK) {
+        return ngx_http_mom_login_body(r, resp, body);
+    }
+
+    body->data = resp->body.data;
+    body->len = resp->body.len;
+
+    if (body->len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "momd sent a reply without a body");
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Answers the client from a reply that came on the channel (whose memory
+ * is not the request's: the body is copied).
+ */
+
+ngx_int_t
+ngx_http_mom_send_reply(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
+    Mom__Response *resp)
+{
+    u_char     *p;
+    ngx_str_t   body;
+
+    if (ngx_http_mom_reply_body(r, ctx, resp, &body) != NGX_OK) {
+        return ngx_http_mom_send_error(r, NGX_HTTP_BAD_GATEWAY, NULL);
+    }
+
+    if (body.data == resp->body.data) {
+        p = ngx_pnalloc(r->pool, body.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, body.data, body.len);
+        body.data = p;
+    }
+
+    return ngx_http_mom_send_json(r, resp->status, &body);
+}
+
+
 
 static ngx_int_t
 ngx_http_mom_login_body(ngx_http_request_t *r, Mom__Response *resp,
