@@ -6,11 +6,12 @@
  * Two kinds of requests share a connection. An id-0 request is served
  * alone: it waits for everything before it to be answered and holds back
  * everything after it (the decoded request waits in `held`), so id-0
- * replies are in order. A multiplexed request (id != 0) is dispatched as
- * soon as it is decoded: all the complete frames of a read go out in one
- * go, up to MOM_SERVER_MAX_INFLIGHT per connection. Their replies are
- * encoded into the connection's output buffer, and an idle handle writes
- * every such buffer with one write per connection right before the loop
+ * replies are in order. A multiplexed request (id != 0) is dispatched
+ * without waiting for others: all the complete frames of a read go out in
+ * one go, once the read is decoded (an OP_CANCEL among them drops the
+ * request it names), up to MOM_SERVER_MAX_INFLIGHT per connection. Their
+ * replies are encoded into the connection's output buffer, and an idle handle
+ * writes every such buffer with one write per connection right before the loop
  * polls (the commit path answers publishes in a check handle, after poll).
  * A connection stops being read while its in-flight requests or its
  * unwritten output are over their bounds, and resumes as they drain.
@@ -37,6 +38,8 @@
 /* Bounds of one connection: requests in flight, unwritten output. */
 #define MOM_SERVER_MAX_INFLIGHT 4096
 #define MOM_SERVER_MAX_OUTPUT (8 * 1024 * 1024)
+/* Multiplexed requests decoded before they are started (see OP_CANCEL). */
+#define MOM_SERVER_BATCH 256
 /* An output buffer larger than this is not kept once written. */
 #define MOM_SERVER_OUT_KEEP (64 * 1024)
 
@@ -86,6 +89,12 @@ struct mom_conn_s {
     uint64_t peer_checked;
     bool peer_seen_gone;
 };
+
+/* A multiplexed request decoded and not started yet. */
+typedef struct {
+    Mom__Request *req; /* NULL: cancelled */
+    uint64_t id;
+} mom_pending_t;
 
 typedef struct {
     uv_write_t req;
@@ -629,10 +638,67 @@ mom_conn_next(mom_conn_t *c)
 }
 
 static void
+mom_conn_start(mom_conn_t *c, uint64_t id, Mom__Request *req)
+{
+    mom_conn_ref(c); /* the request's reference */
+    c->srv->on_request(c->srv->data, c, id, req);
+}
+
+/*
+ * Starts the multiplexed requests decoded so far (counted in flight since
+ * they were decoded); a connection closed meanwhile has no one to answer:
+ * they are dropped unstarted.
+ */
+static void
+mom_conn_start_batch(mom_conn_t *c, mom_pending_t *batch, size_t *n)
+{
+    size_t i;
+
+    for (i = 0; i < *n; i++) {
+        if (batch[i].req == NULL) {
+            continue; /* cancelled */
+        }
+        if (c->closing) {
+            mom__request__free_unpacked(batch[i].req, NULL);
+            c->inflight--;
+            continue;
+        }
+        mom_conn_start(c, batch[i].id, batch[i].req);
+    }
+    *n = 0;
+}
+
+/* OP_CANCEL: the request, if it is still waiting in batch, is dropped. */
+static void
+mom_conn_cancel(mom_conn_t *c, mom_pending_t *batch, size_t n, uint64_t id)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (batch[i].req != NULL && batch[i].id == id) {
+            mom_log_info("dropping request %llu: its client is gone",
+                         (unsigned long long)id);
+            mom__request__free_unpacked(batch[i].req, NULL);
+            batch[i].req = NULL;
+            c->inflight--;
+            return;
+        }
+    }
+}
+
+/*
+ * Dispatches what may be dispatched. The multiplexed requests of one read
+ * are started together, after the whole read is decoded: a request whose
+ * cancel arrived with it (momd was stalled longer than its client waited)
+ * is never started.
+ */
+static void
 mom_conn_process(mom_conn_t *c)
 {
+    mom_pending_t batch[MOM_SERVER_BATCH];
     Mom__Request *req;
     uint64_t id;
+    size_t n = 0;
 
     if (c->dispatching) {
         return;
@@ -642,14 +708,23 @@ mom_conn_process(mom_conn_t *c)
     while (!c->closing && !c->streaming && (req = mom_conn_next(c)) != NULL) {
         id = req->id;
         req->id = 0; /* never forwarded: the answer comes back here */
-        if (id == 0) {
+        if (req->op == MOM__OP__OP_CANCEL) {
+            mom_conn_cancel(c, batch, n, id);
+            mom__request__free_unpacked(req, NULL);
+        } else if (id == 0) {
+            /* mom_conn_next gives it only when nothing is in flight */
             c->busy = true;
+            mom_conn_start(c, 0, req);
         } else {
             c->inflight++;
+            batch[n].req = req;
+            batch[n].id = id;
+            if (++n == MOM_SERVER_BATCH) {
+                mom_conn_start_batch(c, batch, &n);
+            }
         }
-        mom_conn_ref(c);
-        c->srv->on_request(c->srv->data, c, id, req);
     }
+    mom_conn_start_batch(c, batch, &n);
     c->dispatching = false;
     mom_conn_update_reading(c);
     mom_conn_unref(c);

@@ -8,10 +8,12 @@
  * This spares each request the upstream set-up and two system calls, and
  * lets momd read and answer many requests per system call.
  *
- * A request whose client goes away stays in the channel (momd answers it
- * anyway) with its request detached. SSE streams, and requests that find
- * no usable channel (momd unreachable a moment ago, too many in flight),
- * go through ngx_http_upstream (ngx_http_mom_upstream.c) instead.
+ * A request whose client goes away, or that momd does not answer in
+ * time, is cancelled: an OP_CANCEL frame tells momd not to start it if it
+ * has not yet (a RECEIVE nobody waits for must not take a message), and a
+ * late reply is dropped. SSE streams, and requests that find no usable
+ * channel (momd unreachable a moment ago, too many in flight), go through
+ * ngx_http_upstream (ngx_http_mom_upstream.c) instead.
  */
 
 
@@ -30,7 +32,8 @@ typedef struct ngx_http_mom_channel_s  ngx_http_mom_channel_t;
 struct ngx_http_mom_call_s {
     ngx_rbtree_node_t          node;         /* key: the request id */
     ngx_http_mom_call_t       *next_free;
-    ngx_http_request_t        *request;      /* NULL: the request is gone */
+    ngx_http_mom_channel_t    *channel;
+    ngx_http_request_t        *request;
     ngx_msec_t                 deadline;
 };
 
@@ -63,6 +66,11 @@ static ngx_http_mom_channel_t *ngx_http_mom_channel_get(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch);
 static ngx_int_t ngx_http_mom_channel_reserve(ngx_buf_t *b, size_t size);
+static ngx_int_t ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch,
+    Mom__Request *req);
+static void ngx_http_mom_channel_cancel(ngx_http_mom_channel_t *ch,
+    uint64_t id);
+static void ngx_http_mom_channel_check_client(ngx_http_request_t *r);
 static void ngx_http_mom_channel_write_handler(ngx_event_t *wev);
 static void ngx_http_mom_channel_read_handler(ngx_event_t *rev);
 static void ngx_http_mom_channel_flush(ngx_http_mom_channel_t *ch);
@@ -75,6 +83,8 @@ static ngx_http_mom_call_t *ngx_http_mom_call_find(
     ngx_http_mom_channel_t *ch, uint64_t id);
 static void ngx_http_mom_call_end(ngx_http_mom_channel_t *ch,
     ngx_http_mom_call_t *call, Mom__Response *resp, ngx_uint_t status);
+static void ngx_http_mom_call_forget(ngx_http_mom_channel_t *ch,
+    ngx_http_mom_call_t *call);
 static void ngx_http_mom_call_detach(void *data);
 
 
@@ -90,8 +100,6 @@ static ngx_http_mom_channel_t  *ngx_http_mom_channels;
 ngx_int_t
 ngx_http_mom_channel_send(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
 {
-    u_char                  *p;
-    size_t                   size;
     ngx_pool_cleanup_t      *cln;
     ngx_http_mom_call_t     *call;
     ngx_http_mom_channel_t  *ch;
@@ -106,22 +114,8 @@ ngx_http_mom_channel_send(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
         return NGX_DECLINED;
     }
 
-    ctx->req.id = ch->last_id + 1;
-
-    size = mom__request__get_packed_size(&ctx->req);
-
-    if (size > ch->max_frame
-        || ngx_http_mom_channel_reserve(&ch->out,
-                                        NGX_HTTP_MOM_FRAME_HEADER + size)
-           != NGX_OK)
-    {
-        ctx->req.id = 0;
-        return NGX_DECLINED;
-    }
-
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
-        ctx->req.id = 0;
         return NGX_ERROR;
     }
 
@@ -133,23 +127,23 @@ ngx_http_mom_channel_send(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
     } else {
         call = ngx_alloc(sizeof(ngx_http_mom_call_t), ngx_cycle->log);
         if (call == NULL) {
-            ctx->req.id = 0;
             return NGX_ERROR;
         }
     }
 
-    p = ch->out.last;
+    ctx->req.id = ch->last_id + 1;
 
-    *p++ = (u_char) (size >> 24);
-    *p++ = (u_char) (size >> 16);
-    *p++ = (u_char) (size >> 8);
-    *p++ = (u_char) size;
-
-    ch->out.last = p + mom__request__pack(&ctx->req, p);
+    if (ngx_http_mom_channel_frame(ch, &ctx->req) != NGX_OK) {
+        ctx->req.id = 0;
+        call->next_free = ch->free_calls;
+        ch->free_calls = call;
+        return NGX_DECLINED;
+    }
 
     ch->last_id++;
 
     call->node.key = (ngx_rbtree_key_t) ch->last_id;
+    call->channel = ch;
     call->request = r;
     call->deadline = ngx_current_msec + ch->read_timeout;
 
@@ -160,19 +154,13 @@ ngx_http_mom_channel_send(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
     cln->handler = ngx_http_mom_call_detach;
     cln->data = ctx;
 
-    r->read_event_handler = ngx_http_block_reading;
+    r->read_event_handler = ngx_http_mom_channel_check_client;
     r->write_event_handler = ngx_http_request_empty_handler;
 
     ch->connection->idle = 0;
 
     if (!ch->connection->read->timer_set) {
         ngx_add_timer(ch->connection->read, ch->read_timeout);
-    }
-
-    /* written after this turn's other requests have joined it */
-
-    if (ch->connected && !ch->connection->write->posted) {
-        ngx_post_event(ch->connection->write, &ngx_posted_events);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -356,6 +344,103 @@ ngx_http_mom_channel_reserve(ngx_buf_t *b, size_t size)
     b->last = b->start + used;
 
     return NGX_OK;
+}
+
+
+/*
+ * Appends req's frame to the output; it is written after this turn's
+ * other requests have joined it.
+ */
+
+static ngx_int_t
+ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch, Mom__Request *req)
+{
+    u_char  *p;
+    size_t   size;
+
+    size = mom__request__get_packed_size(req);
+
+    if (size > ch->max_frame
+        || ngx_http_mom_channel_reserve(&ch->out,
+                                        NGX_HTTP_MOM_FRAME_HEADER + size)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    p = ch->out.last;
+
+    *p++ = (u_char) (size >> 24);
+    *p++ = (u_char) (size >> 16);
+    *p++ = (u_char) (size >> 8);
+    *p++ = (u_char) size;
+
+    ch->out.last = p + mom__request__pack(req, p);
+
+    if (ch->connected && !ch->connection->write->posted) {
+        ngx_post_event(ch->connection->write, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_mom_channel_cancel(ngx_http_mom_channel_t *ch, uint64_t id)
+{
+    Mom__Request  req;
+
+    if (ch->connection == NULL) {
+        return;
+    }
+
+    mom__request__init(&req);
+
+    req.op = MOM__OP__OP_CANCEL;
+    req.id = id;
+
+    (void) ngx_http_mom_channel_frame(ch, &req);
+}
+
+
+/*
+ * The client of a waiting request: when it has closed its connection, the
+ * request is cancelled and finalized (499). Data from it is a pipelined
+ * request, left for later.
+ */
+
+static void
+ngx_http_mom_channel_check_client(ngx_http_request_t *r)
+{
+    u_char                buf;
+    ssize_t               n;
+    ngx_err_t             err;
+    ngx_connection_t     *c;
+    ngx_http_mom_ctx_t   *ctx;
+
+    c = r->connection;
+
+    if (!c->error) {
+        n = recv(c->fd, &buf, 1, MSG_PEEK);
+        err = ngx_socket_errno;
+
+        if (n > 0 || (n == -1 && err == NGX_EAGAIN)) {
+            return;
+        }
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mom_module);
+
+    if (ctx->call == NULL) {
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, c->log, 0,
+                  "client closed the connection while waiting for momd");
+
+    ngx_http_mom_call_detach(ctx);
+
+    ngx_http_finalize_request(r, NGX_HTTP_CLIENT_CLOSED_REQUEST);
 }
 
 
@@ -564,10 +649,10 @@ ngx_http_mom_channel_replies(ngx_http_mom_channel_t *ch)
             ngx_http_mom_call_end(ch, call, resp, 0);
 
         } else {
-            /* its request timed out */
-            ngx_log_error(NGX_LOG_INFO, ch->connection->log, 0,
-                          "mom channel: reply to unknown request %uL",
-                          resp->id);
+            /* its request was cancelled */
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ch->connection->log, 0,
+                           "mom channel: reply to cancelled request %uL",
+                           resp->id);
         }
 
         mom__response__free_unpacked(resp, NULL);
@@ -618,6 +703,7 @@ ngx_http_mom_channel_expire(ngx_http_mom_channel_t *ch)
                       "mom channel: momd did not answer request %uL in "
                       "time", (uint64_t) node->key);
 
+        ngx_http_mom_channel_cancel(ch, (uint64_t) node->key);
         ngx_http_mom_call_end(ch, call, NULL, NGX_HTTP_GATEWAY_TIME_OUT);
     }
 }
@@ -727,17 +813,9 @@ ngx_http_mom_call_end(ngx_http_mom_channel_t *ch, ngx_http_mom_call_t *call,
     ngx_http_request_t  *r;
     ngx_http_mom_ctx_t  *ctx;
 
-    ngx_rbtree_delete(&ch->calls, &call->node);
-    ch->ncalls--;
-
     r = call->request;
 
-    call->next_free = ch->free_calls;
-    ch->free_calls = call;
-
-    if (r == NULL) {
-        return;
-    }
+    ngx_http_mom_call_forget(ch, call);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_mom_module);
     ctx->call = NULL;
@@ -756,15 +834,33 @@ ngx_http_mom_call_end(ngx_http_mom_channel_t *ch, ngx_http_mom_call_t *call,
 }
 
 
-/* the request's pool is going away before its reply came */
+static void
+ngx_http_mom_call_forget(ngx_http_mom_channel_t *ch,
+    ngx_http_mom_call_t *call)
+{
+    ngx_rbtree_delete(&ch->calls, &call->node);
+    ch->ncalls--;
+
+    call->next_free = ch->free_calls;
+    ch->free_calls = call;
+}
+
+
+/* the request is going away (terminated) before its reply came */
 
 static void
 ngx_http_mom_call_detach(void *data)
 {
     ngx_http_mom_ctx_t  *ctx = data;
 
-    if (ctx->call) {
-        ctx->call->request = NULL;
+    ngx_http_mom_call_t  *call;
+
+    call = ctx->call;
+
+    if (call) {
         ctx->call = NULL;
+
+        ngx_http_mom_channel_cancel(call->channel, (uint64_t) call->node.key);
+        ngx_http_mom_call_forget(call->channel, call);
     }
 }

@@ -259,6 +259,34 @@ is($t->post('/messages/queues', {name => 'q'},
     is(scalar @pub, 20, 'after resuming: 20 publishes answered as publishes');
 }
 
+# --- clients that give up while momd is stalled: nothing is taken ------------
+
+{
+    for my $i (1 .. 3) {
+        is($t->post('/messages/messages/queue/q', {content => "keep-$i"},
+                    token => $token{alice})->{status}, 200, "sent keep-$i");
+    }
+    $t->pause_momd;
+    # one receive times out in nginx (504), two clients give up first
+    my $socks = send_all(map { ['GET', '/messages/messages/queue/q', undef,
+                                $token{bob}] } 1 .. 2);
+    my $r = $t->get('/messages/messages/queue/q', token => $token{bob},
+                    timeout => 10);
+    is($r->{status}, 504, 'receive while momd is stalled: 504');
+    close $_ for @$socks;
+    sleep 0.3;
+    $t->resume_momd;
+    sleep 0.5;
+    my @got;
+    for (1 .. 4) {
+        my $m = $t->get('/messages/messages/queue/q',
+                        token => $token{bob})->{json}{message};
+        push @got, $m ? $m->{content} : 'none';
+    }
+    is("@got", 'keep-1 keep-2 keep-3 none',
+       'receives cancelled while momd was stalled took nothing');
+}
+
 # --- momd dies with requests in flight ---------------------------------------
 
 {

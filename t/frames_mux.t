@@ -9,7 +9,7 @@
 # connection stays usable); id-0 requests keep their one-at-a-time order,
 # alone and mixed with multiplexed ones; a client that pipelines and
 # closes at once does not hurt momd; a graceful stop answers what is in
-# flight, then closes.
+# flight, then closes; an OP_CANCEL read with its request drops it.
 
 use strict;
 use warnings;
@@ -140,6 +140,27 @@ is_deeply(body($r[0]), {detail => 'Subscriptions cannot be multiplexed'},
 is($r[1] && $r[1]{id}, 78, 'the connection still answers (id 78)');
 is($r[1] && $r[1]{status}, 200, 'list 200');
 
+# --- 3b. OP_CANCEL read with its request: the request is never started -------
+$c->request(op => 'OP_CREATE_TOPIC', name => 'cx', user => 'alice');
+is($c->response(timeout => 5)->{status}, 200, 'create topic cx');
+ok($m->pipeline(
+       {op => 'OP_PUBLISH', name => 'cx', user => 'alice',
+        content => '"cancelled"', id => 90},
+       {op => 'OP_CANCEL', id => 90},
+       {op => 'OP_CANCEL', id => 12345},
+       {op => 'OP_PUBLISH', name => 'cx', user => 'alice',
+        content => '"kept"', id => 91}),
+   'publish, its cancel, a cancel of nothing, publish: in one write');
+@r = responses($m, 2, 3);
+is(scalar @r, 1, 'one reply: a cancel and a cancelled request get none');
+is($r[0] && $r[0]{id}, 91, '... the kept publish\'s');
+$c->request(op => 'OP_HISTORY', name => 'cx', since => 0, limit => 1000);
+$r = $c->response(timeout => 5);
+my @contents = map { $_->{content} } @{(body($r) // {})->{messages} // []};
+ok((grep { $_ eq 'kept' } @contents), 'the kept publish is stored');
+ok(!(grep { $_ eq 'cancelled' } @contents),
+   'the cancelled publish was never applied');
+
 # --- 4. id 0: in order; mixed with multiplexed requests ----------------------
 ok($c->pipeline(
        {op => 'OP_PUBLISH', name => 't', user => 'alice', content => '"a"'},
@@ -150,7 +171,7 @@ ok($c->pipeline(
 is_deeply([map { $_->{id} } @r], [0, 0, 0], 'id-0 replies carry id 0');
 is_deeply([body($r[0]), $r[1] && $r[1]{body}, body($r[2])],
           [{message => 'Message published', offset => 2},
-           '{"topics":["bulk","t"]}',
+           '{"topics":["bulk","cx","t"]}',
            {message => 'Message published', offset => 3}],
           'answered in order');
 
