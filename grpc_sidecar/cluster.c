@@ -5,13 +5,14 @@
  * Raft transport: the driver's messages are queued per destination during
  * a loop iteration and, when the commit path flushes, written as one
  * RaftBatch on a long-lived RaftStream (a bidi stream per destination; the
- * receiver acknowledges each batch with a RaftAck on it). A stream
+ * receiver acknowledges with a RaftAck the batches that ask for one, about
+ * one per 100 ms: the others set no_ack). A stream
  * delivers in order, which the driver requires, without waiting for the
  * answer to a batch: the next batch leaves as soon as the previous one is
  * on the wire. While one batch is being sent and another waits for it,
  * the next one grows here (under load one message per send, not one per
  * loop iteration). A stream
- * whose batches go unacknowledged for a second (a stopped node), or whose
+ * whose requested RaftAck is a second late (a stopped node), or whose
  * queue is full, loses what it holds (Raft resends from its own state);
  * one that breaks is opened again by the next flush. A member counts as
  * up while Raft messages arrive from it.
@@ -28,10 +29,14 @@
 #include "peer.pb-c.h"
 #include "relay.h"
 
-/* A RaftStream whose batches are not acknowledged for this long (a stopped
+/* A RaftStream whose requested acknowledgement is this late (a stopped
  * node) is cancelled with what it holds: Raft resends from its own state,
  * instead of a stale backlog arriving when the node runs again. */
 #define MOM_CLUSTER_RAFT_DEADLINE_MS 1000
+/* A RaftAck is asked for at most this often (the other batches set
+ * no_ack): enough to notice a stalled stream, and under load it spares
+ * two gRPC operations on each side per batch. */
+#define MOM_CLUSTER_RAFT_ACK_EVERY_MS 100
 /* A member silent for this long (no Raft message) counts as down: the
  * leaders send heartbeats every 100 ms. */
 #define MOM_CLUSTER_SILENT_MS 1000
@@ -58,9 +63,9 @@ typedef struct {
     mom_peer_channel *ch;
     mom_raft_out_t *q;
     size_t n, cap, bytes;
-    mom_peer_stream *raft;   /* the RaftStream, NULL until needed */
-    uint64_t written, acked; /* batches on the current stream */
-    uint64_t stall_since;    /* oldest unacknowledged progress; 0: none */
+    mom_peer_stream *raft; /* the RaftStream, NULL until needed */
+    uint64_t ack_asked;    /* when the last RaftAck was asked for */
+    uint64_t stall_since;  /* the RaftAck asked for is due since; 0: none */
     uint64_t dropped;
     uint64_t up_since;   /* first message heard after silence; 0: down */
     uint64_t last_heard; /* last Raft message from this member */
@@ -161,14 +166,14 @@ mom_cluster_raft_ended(void *ctx, grpc_status_code status, const char *detail)
     d->up_since = 0;
 }
 
-/* The receiver acknowledges every batch (an empty RaftAck). */
+/* The receiver acknowledges the batches that ask for it, in order (and
+ * every batch, if it predates no_ack): any RaftAck shows it reads. */
 static void
 mom_cluster_raft_reply(void *ctx, const uint8_t *buf, size_t len)
 {
     mom_dest_t *d = ctx;
 
-    d->acked++;
-    d->stall_since = d->acked >= d->written ? 0 : uv_now(d->cl->loop);
+    d->stall_since = 0;
 }
 
 /* Cancels the stream of a destination that stopped taking its batches. */
@@ -225,6 +230,7 @@ mom_cluster_raft_send(mom_dest_t *d)
     mom_cluster_t *cl = d->cl;
     Mom__RaftBatch batch = MOM__RAFT_BATCH__INIT;
     Mom__RaftMessage *msgs, **ptrs;
+    uint64_t now = uv_now(cl->loop);
     uint8_t *buf;
     size_t len;
 
@@ -254,10 +260,20 @@ mom_cluster_raft_send(mom_dest_t *d)
         msgs[i].data.len = d->q[i].len;
         ptrs[i] = &msgs[i];
     }
+    if (d->raft == NULL) {
+        d->raft = mom_peer_bidi_call(d->ch, MOM_PEER_PATH_RAFT_STREAM, 0,
+                                     &mom_cluster_raft_cbs, d);
+        d->ack_asked = 0;
+        d->stall_since = 0;
+    }
     batch.from_node = mom_placement_self(cl->pl);
     batch.to_node = d->id;
     batch.n_messages = d->n;
     batch.messages = ptrs;
+    /* Ask for an ack when none is due and the last one is old enough. */
+    batch.no_ack = d->stall_since != 0 ||
+                   (d->ack_asked != 0 &&
+                    now - d->ack_asked < MOM_CLUSTER_RAFT_ACK_EVERY_MS);
     len = mom__raft_batch__get_packed_size(&batch);
     buf = malloc(len > 0 ? len : 1);
     if (buf != NULL) {
@@ -269,16 +285,11 @@ mom_cluster_raft_send(mom_dest_t *d)
     if (buf == NULL) {
         return;
     }
-    if (d->raft == NULL) {
-        d->raft = mom_peer_bidi_call(d->ch, MOM_PEER_PATH_RAFT_STREAM, 0,
-                                     &mom_cluster_raft_cbs, d);
-        d->written = d->acked = 0;
-        d->stall_since = 0;
-    }
     if (d->raft == NULL || mom_peer_stream_write(d->raft, buf, len) != 0) {
         d->dropped++; /* not reading, or stopping: Raft sends again */
-    } else if (d->written++ == d->acked) {
-        d->stall_since = uv_now(cl->loop);
+    } else if (!batch.no_ack) {
+        d->ack_asked = now;
+        d->stall_since = now;
     }
     free(buf);
 }
@@ -297,15 +308,17 @@ mom_cluster_raft_flush(void *ctx)
 /* Hands a RaftBatch's messages to their groups; how many were taken. */
 static uint32_t
 mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
-                         bool *ok)
+                         bool *ok, bool *no_ack)
 {
     Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
     uint32_t accepted = 0;
 
     *ok = batch != NULL;
+    *no_ack = false;
     if (batch == NULL) {
         return 0;
     }
+    *no_ack = batch->no_ack;
     if (batch->to_node == mom_placement_self(cl->pl)) {
         mom_cluster_heard(cl, batch->from_node);
         for (size_t i = 0; i < batch->n_messages; i++) {
@@ -331,9 +344,10 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
 {
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
     uint8_t out[16];
-    bool ok;
+    bool ok, no_ack;
 
-    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok);
+    /* A unary call is always answered, whatever no_ack says. */
+    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack);
     if (!ok) {
         mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
                        "undecodable RaftBatch");
@@ -351,16 +365,19 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
     mom_cluster_t *cl = ctx;
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
     uint8_t out[16];
-    bool ok;
+    bool ok, no_ack;
 
     if (method != MOM_PEER_RAFT_STREAM) {
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok);
+    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack);
     if (!ok) {
         mom_peer_stream_end(call, GRPC_STATUS_INVALID_ARGUMENT,
                             "undecodable RaftBatch");
+        return;
+    }
+    if (no_ack) {
         return;
     }
     if (mom_peer_stream_send(call, out, mom__raft_ack__pack(&ack, out)) != 0) {
