@@ -66,6 +66,12 @@ struct mom_raft_group_s {
     mom_raft_chunk_t *tail_last;
     uint64_t truncate_from; /* 0: none */
     uint64_t stored_last;   /* last index in SQLite, or elided (below) */
+    /* Chunks already written but not applied yet, in order: the apply
+     * takes their entries from memory instead of reading them back (at
+     * most MOM_RAFT_KEPT_MAX entries; older ones are read from SQLite). */
+    mom_raft_chunk_t *kept;
+    mom_raft_chunk_t *kept_last;
+    size_t kept_n;
     /* A group whose only member is this node applies the entries of a
      * flush from memory, in the transaction that would have written them,
      * and records a snapshot at its applied index instead of the entries

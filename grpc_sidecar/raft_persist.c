@@ -12,6 +12,9 @@
 #include "raft_codec.h"
 #include "raft_group_int.h"
 
+/* Entries kept in memory between their write and their apply. */
+#define MOM_RAFT_KEPT_MAX 4096
+
 static void
 oom(void)
 {
@@ -28,24 +31,76 @@ chunk_free(mom_raft_chunk_t *c)
     free(c);
 }
 
-/* Drops the unflushed entries from `index` on. */
-static void
-tail_cut(mom_raft_group_t *g, uint64_t index)
+/* Drops the entries from `index` on from a list of chunks; how many. */
+static size_t
+chunks_cut(mom_raft_chunk_t **head, mom_raft_chunk_t **last, uint64_t index)
 {
-    mom_raft_chunk_t *c, **pp = &g->tail;
+    mom_raft_chunk_t *c, **pp = head;
+    size_t dropped = 0;
 
-    g->tail_last = NULL;
+    *last = NULL;
     while ((c = *pp) != NULL) {
         if (c->index >= index) {
             *pp = c->next;
+            dropped += c->n;
             chunk_free(c);
             continue;
         }
         if (c->index + c->n > index) {
+            dropped += c->index + c->n - index;
             c->n = (unsigned)(index - c->index);
         }
-        g->tail_last = c;
+        *last = c;
         pp = &c->next;
+    }
+    return dropped;
+}
+
+/* Drops the unflushed entries, and the kept ones, from `index` on. */
+static void
+tail_cut(mom_raft_group_t *g, uint64_t index)
+{
+    chunks_cut(&g->tail, &g->tail_last, index);
+    g->kept_n -= chunks_cut(&g->kept, &g->kept_last, index);
+}
+
+/* Keeps a written chunk for the apply, within MOM_RAFT_KEPT_MAX entries. */
+static void
+kept_push(mom_raft_group_t *g, mom_raft_chunk_t *c)
+{
+    mom_raft_chunk_t *old;
+
+    c->next = NULL;
+    if (g->kept_last != NULL) {
+        g->kept_last->next = c;
+    } else {
+        g->kept = c;
+    }
+    g->kept_last = c;
+    g->kept_n += c->n;
+    while ((old = g->kept) != NULL && g->kept_n > MOM_RAFT_KEPT_MAX) {
+        g->kept = old->next;
+        g->kept_n -= old->n;
+        chunk_free(old);
+    }
+    if (g->kept == NULL) {
+        g->kept_last = NULL;
+    }
+}
+
+/* Frees the kept chunks whose entries are all applied. */
+static void
+kept_release(mom_raft_group_t *g)
+{
+    mom_raft_chunk_t *c;
+
+    while ((c = g->kept) != NULL && c->index + c->n <= g->applied + 1) {
+        g->kept = c->next;
+        g->kept_n -= c->n;
+        chunk_free(c);
+    }
+    if (g->kept == NULL) {
+        g->kept_last = NULL;
     }
 }
 
@@ -469,7 +524,7 @@ mom_raft_group_write(mom_raft_group_t *g)
             g->stored_last = c->index + c->n - 1;
         }
         g->tail = c->next;
-        chunk_free(c);
+        kept_push(g, c);
         wrote = 1;
     }
     if (!g->elided) {
@@ -579,16 +634,15 @@ snapshot_take(mom_raft_group_t *g)
     m->stats.snapshots_taken++;
 }
 
-/* The entries of this flush that were not written, from memory. */
+/* Applies up to `commit` what a list of chunks in memory holds. */
 static void
-apply_elided(mom_raft_group_t *g, uint64_t commit)
+apply_chunks(mom_raft_group_t *g, mom_raft_chunk_t *c, uint64_t commit)
 {
     const struct raft_entry *e;
-    mom_raft_chunk_t *c;
     uint64_t index;
     unsigned i;
 
-    for (c = g->tail; c != NULL; c = c->next) {
+    for (; c != NULL; c = c->next) {
         for (i = 0; i < c->n; i++) {
             index = c->index + i;
             if (index <= g->applied) {
@@ -647,16 +701,27 @@ void
 mom_raft_group_apply(mom_raft_group_t *g)
 {
     mom_raft_t *m = g->m;
-    uint64_t commit = raft_commit_index(&g->raft);
+    uint64_t commit = raft_commit_index(&g->raft), first;
 
     if (commit > g->applied) {
         g->sm_applied = m->cb.applied_index(m->cb.ctx, g->id);
         if (g->log_rows) {
-            mom_raft_store_read(m->store, g->id, g->applied + 1, commit, 1,
-                                apply_entry, g);
+            /* What is older than the kept chunks from SQLite, then these
+             * from memory, then (a gap: never expected) SQLite again. */
+            first = g->kept != NULL ? g->kept->index : commit + 1;
+            if (g->applied + 1 < first) {
+                mom_raft_store_read(m->store, g->id, g->applied + 1,
+                                    commit < first ? commit : first - 1, 1,
+                                    apply_entry, g);
+            }
+            apply_chunks(g, g->kept, commit);
+            if (g->applied < commit) {
+                mom_raft_store_read(m->store, g->id, g->applied + 1, commit, 1,
+                                    apply_entry, g);
+            }
         }
         if (g->elided) {
-            apply_elided(g, commit);
+            apply_chunks(g, g->tail, commit);
         }
         if (g->applied < commit) {
             fprintf(stderr,
@@ -664,6 +729,7 @@ mom_raft_group_apply(mom_raft_group_t *g)
                     g->id, g->applied + 1);
         }
     }
+    kept_release(g);
     /* Never while a snapshot from the leader is pending (notes/raft.md). */
     if (m->opt.snapshot_threshold > 0 && !g->raft.snapshot.installing &&
         !g->installed && g->conf != NULL && g->applied_term != 0 &&
