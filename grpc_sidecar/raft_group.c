@@ -448,6 +448,29 @@ mom_raft_submit(mom_raft_t *m, uint32_t group, const uint8_t *buf, size_t len,
     return MOM_RAFT_OK;
 }
 
+/* Proposals queued beyond this many are handed to raft even while a
+ * round is in flight. */
+#define MOM_RAFT_ROUND_MAX 512
+
+/*
+ * One replication round in flight per group: while the proposals a leader
+ * last handed to raft (in this term) are not committed, new ones queue up
+ * and leave together once they are. Under load each round then carries
+ * what arrived during the previous one, instead of one round (an
+ * AppendEntries, a write and an fsync on every replica) per loop
+ * iteration, which is also per follower answer; with a single request in
+ * flight nothing waits. A new term never waits (its first entry is what
+ * commits the previous terms' ones).
+ */
+int
+mom_raft_props_held(const mom_raft_group_t *g)
+{
+    return g->n_props > 0 && g->n_props < MOM_RAFT_ROUND_MAX &&
+           g->raft.state == RAFT_LEADER && /* raft_state() is not const */
+           g->round_term == raft_current_term(&g->raft) &&
+           raft_commit_index(&g->raft) < g->round_last;
+}
+
 /* Hands the queued proposals to raft as one RAFT_SUBMIT of n entries. */
 static void
 group_submit_proposals(mom_raft_group_t *g, uint64_t now_ms)
@@ -492,6 +515,9 @@ group_submit_proposals(mom_raft_group_t *g, uint64_t now_ms)
     if (rv != 0) {
         raft_free(batch);
         waiters_abort_from(g, g->prop_first);
+    } else {
+        g->round_last = g->prop_first + g->n_props - 1;
+        g->round_term = raft_current_term(&g->raft);
     }
     free(entries);
     proposals_drop(g);
@@ -757,7 +783,9 @@ mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
     size_t i;
 
     for (i = 0; i < m->n_groups; i++) {
-        group_submit_proposals(m->groups[i], now_ms);
+        if (!mom_raft_props_held(m->groups[i])) {
+            group_submit_proposals(m->groups[i], now_ms);
+        }
     }
 }
 

@@ -118,6 +118,10 @@ struct mom_raft_group_s {
     size_t prop_len;
     size_t prop_cap;
     uint64_t prop_first;
+    /* The last index and term of the proposals last handed to raft: the
+     * next ones wait until it commits (mom_raft_props_held). */
+    uint64_t round_last;
+    uint64_t round_term;
 
     /* Role last reported through role_changed(). */
     int is_leader;
@@ -156,6 +160,8 @@ int mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
                         unsigned n_voters, struct raft_event *ev);
 void mom_raft_load_done(mom_raft_group_t *g, struct raft_event *ev);
 int mom_raft_group_pending(const mom_raft_group_t *g);
+/* Queued proposals wait for the previous round to commit. */
+int mom_raft_props_held(const mom_raft_group_t *g);
 int mom_raft_group_has_writes(const mom_raft_group_t *g);
 int mom_raft_group_write(mom_raft_group_t *g);
 void mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms);

@@ -391,7 +391,8 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
 int
 mom_raft_group_pending(const mom_raft_group_t *g)
 {
-    return mom_raft_group_has_writes(g) || g->n_props > 0 || g->held != NULL ||
+    return mom_raft_group_has_writes(g) ||
+           (g->n_props > 0 && !mom_raft_props_held(g)) || g->held != NULL ||
            raft_commit_index(&g->raft) > g->applied;
 }
 
