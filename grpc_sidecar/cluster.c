@@ -270,10 +270,13 @@ mom_cluster_raft_send(mom_dest_t *d)
     batch.to_node = d->id;
     batch.n_messages = d->n;
     batch.messages = ptrs;
-    /* Ask for an ack when none is due and the last one is old enough. */
+    /* Ask for an ack when none is due and the last one is old enough, or
+     * when this batch must wait behind another: a stream that stops
+     * sending then always has an ack due, and is cancelled. */
     batch.no_ack = d->stall_since != 0 ||
                    (d->ack_asked != 0 &&
-                    now - d->ack_asked < MOM_CLUSTER_RAFT_ACK_EVERY_MS);
+                    now - d->ack_asked < MOM_CLUSTER_RAFT_ACK_EVERY_MS &&
+                    (d->raft == NULL || mom_peer_stream_unsent(d->raft) == 0));
     len = mom__raft_batch__get_packed_size(&batch);
     buf = malloc(len > 0 ? len : 1);
     if (buf != NULL) {
