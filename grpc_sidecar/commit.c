@@ -356,6 +356,10 @@ mom_commit_run(uv_check_t *check)
             mom_raft_propose(c->raft, uv_now(c->loop));
             c->tr.flush(c->tr.ctx);
         }
+        /* What a majority has committed is answered before this node
+         * writes and fsyncs the next entries. */
+        mom_raft_apply_committed(c->raft);
+        mom_commit_deliver(c);
         mom_raft_flush(c->raft, uv_now(c->loop));
         mom_commit_deliver(c);
         mom_commit_barriers(c);

@@ -790,6 +790,29 @@ mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
 }
 
 void
+mom_raft_apply_committed(mom_raft_t *m)
+{
+    size_t i;
+    int work = 0;
+
+    for (i = 0; i < m->n_groups && !work; i++) {
+        work = mom_raft_group_applicable(m->groups[i]);
+    }
+    if (!work) {
+        return;
+    }
+    mom_raft_store_begin_as(m->store, 0);
+    for (i = 0; i < m->n_groups; i++) {
+        mom_raft_group_apply_written(m->groups[i]);
+    }
+    if (m->cb.applied_batch != NULL) {
+        m->cb.applied_batch(m->cb.ctx);
+    }
+    mom_raft_store_commit(m->store);
+    m->stats.flushes++;
+}
+
+void
 mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
     size_t i, written = 0;

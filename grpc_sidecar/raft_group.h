@@ -166,6 +166,15 @@ void mom_raft_flush(mom_raft_t *m, uint64_t now_ms);
  */
 void mom_raft_propose(mom_raft_t *m, uint64_t now_ms);
 
+/*
+ * Applies, in a transaction of its own that is not synced (like an
+ * apply-only flush), the entries of the groups this node leads that are
+ * committed and already written: their results can be delivered before
+ * mom_raft_flush() writes (and fsyncs) the next entries. Nothing is
+ * reported to raft. No-op without such entries.
+ */
+void mom_raft_apply_committed(mom_raft_t *m);
+
 /* 1 if this node leads the group; *leader_id gets the known leader. */
 int mom_raft_leader(const mom_raft_t *m, uint32_t group, uint64_t *leader_id);
 

@@ -166,6 +166,10 @@ int mom_raft_group_has_writes(const mom_raft_group_t *g);
 int mom_raft_group_write(mom_raft_group_t *g);
 void mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms);
 void mom_raft_group_apply(mom_raft_group_t *g);
+/* A leader group with committed entries already written (or kept). */
+int mom_raft_group_applicable(mom_raft_group_t *g);
+/* Applies them (inside a transaction). */
+void mom_raft_group_apply_written(mom_raft_group_t *g);
 void mom_raft_group_settle(mom_raft_group_t *g);
 void mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms);
 

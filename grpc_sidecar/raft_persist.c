@@ -698,28 +698,59 @@ mom_raft_group_settle(mom_raft_group_t *g)
     m->stats.elided_flushes++;
 }
 
+/* Applies the written entries up to `upto`: those older than the kept
+ * chunks from SQLite, then these from memory, then (a gap: never
+ * expected) SQLite again. */
+static void
+apply_written(mom_raft_group_t *g, uint64_t upto)
+{
+    mom_raft_t *m = g->m;
+    uint64_t first = g->kept != NULL ? g->kept->index : upto + 1;
+
+    if (g->applied + 1 < first) {
+        mom_raft_store_read(m->store, g->id, g->applied + 1,
+                            upto < first ? upto : first - 1, 1, apply_entry, g);
+    }
+    apply_chunks(g, g->kept, upto);
+    if (g->applied < upto) {
+        mom_raft_store_read(m->store, g->id, g->applied + 1, upto, 1,
+                            apply_entry, g);
+    }
+}
+
+int
+mom_raft_group_applicable(mom_raft_group_t *g)
+{
+    uint64_t commit = raft_commit_index(&g->raft);
+
+    return g->is_leader && g->log_rows && !g->installing && !g->installed &&
+           !g->raft.snapshot.installing &&
+           (commit < g->stored_last ? commit : g->stored_last) > g->applied;
+}
+
+void
+mom_raft_group_apply_written(mom_raft_group_t *g)
+{
+    uint64_t commit = raft_commit_index(&g->raft);
+
+    if (!mom_raft_group_applicable(g)) {
+        return;
+    }
+    g->sm_applied = g->m->cb.applied_index(g->m->cb.ctx, g->id);
+    apply_written(g, commit < g->stored_last ? commit : g->stored_last);
+    kept_release(g);
+}
+
 void
 mom_raft_group_apply(mom_raft_group_t *g)
 {
     mom_raft_t *m = g->m;
-    uint64_t commit = raft_commit_index(&g->raft), first;
+    uint64_t commit = raft_commit_index(&g->raft);
 
     if (commit > g->applied) {
         g->sm_applied = m->cb.applied_index(m->cb.ctx, g->id);
         if (g->log_rows) {
-            /* What is older than the kept chunks from SQLite, then these
-             * from memory, then (a gap: never expected) SQLite again. */
-            first = g->kept != NULL ? g->kept->index : commit + 1;
-            if (g->applied + 1 < first) {
-                mom_raft_store_read(m->store, g->id, g->applied + 1,
-                                    commit < first ? commit : first - 1, 1,
-                                    apply_entry, g);
-            }
-            apply_chunks(g, g->kept, commit);
-            if (g->applied < commit) {
-                mom_raft_store_read(m->store, g->id, g->applied + 1, commit, 1,
-                                    apply_entry, g);
-            }
+            apply_written(g, commit);
         }
         if (g->elided) {
             apply_chunks(g, g->tail, commit);

@@ -80,8 +80,11 @@ struct sim_s {
     uint64_t order;
     uint64_t rng;
     uint64_t delivered, dropped;
-    uint64_t checked; /* messages checked by sim_check_durable() */
-    size_t max_len;   /* largest message sent */
+    uint64_t cookies_applied; /* apply() calls with a submitter's cookie */
+    int apply_early;          /* mom_raft_apply_committed() before each flush */
+    uint64_t applied_early;   /* cookies applied by it */
+    uint64_t checked;         /* messages checked by sim_check_durable() */
+    size_t max_len;           /* largest message sent */
 };
 
 static uint64_t
@@ -299,6 +302,7 @@ cb_apply(void *ctx, uint32_t group, uint64_t index, const uint8_t *buf,
         assert_int_equal(req->state, 0);
         assert_int_equal(req->index, index);
         req->state = 1;
+        n->sim->cookies_applied++;
     }
 }
 
@@ -592,6 +596,11 @@ sim_run_until(sim_t *s, uint64_t until)
             }
             if (n->next_flush <= s->now) {
                 n->next_flush = SIM_NEVER;
+                if (s->apply_early) {
+                    t = s->cookies_applied;
+                    mom_raft_apply_committed(n->raft);
+                    s->applied_early += s->cookies_applied - t;
+                }
                 mom_raft_flush(n->raft, s->now);
             }
             sim_mark_flush(s, n);

@@ -168,6 +168,32 @@ test_2k_commands_5(void **state)
     many_commands(5, 2000);
 }
 
+/* A leader answers what is committed and written before its next write
+ * (commit.c): the same history, every request answered once. */
+static void
+test_apply_committed_early(void **state)
+{
+    size_t n = 3000;
+    sim_t s;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l;
+
+    (void)state;
+    sim_init(&s, 3, 1, 11);
+    s.apply_early = 1;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 250, 3);
+    assert_int_equal(settle(&s, r, n, 60 * SEC), n);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    check_no_stale_applies(&s);
+    assert_true(s.applied_early > 0);
+    assert_true(s.applied_early <= n);
+    free(r);
+    sim_destroy(&s);
+}
+
 static void
 test_leader_crash(void **state)
 {
@@ -770,6 +796,7 @@ main(void)
         cmocka_unit_test(test_lossy_network),
         cmocka_unit_test(test_appendentries_split_by_bytes),
         cmocka_unit_test(test_chaos),
+        cmocka_unit_test(test_apply_committed_early),
         cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_membership_add_voter),
         cmocka_unit_test(test_store_relaxes_apply_only_commits),
