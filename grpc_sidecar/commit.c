@@ -8,7 +8,9 @@
  * with it.
  *
  * Results are collected while the driver applies entries inside its flush
- * transaction and delivered only after that transaction committed; aborted
+ * transaction (or, on a leader, in the transaction that applies what is
+ * committed and written before the flush writes the next round) and
+ * delivered only after that transaction committed; aborted
  * submissions are delivered the same way, outside any mom_raft_* call, so
  * that callbacks may submit again.
  */
