@@ -333,7 +333,12 @@ mom_ops_key(mom_ops_t *ops, Mom__Request *req)
 {
     uint64_t seq;
 
-    if (req->producer != 0) {
+    /*
+     * A deployment of one node never commits a command twice (no other
+     * leader to retry through, its groups' only voter cannot lose
+     * leadership): it keeps no idempotency results (producer 0).
+     */
+    if (req->producer != 0 || ops->conf->n_members <= 1) {
         return;
     }
     /* Unique per node across restarts: milliseconds << 12, kept strictly
