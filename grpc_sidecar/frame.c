@@ -105,12 +105,18 @@ mom_frame_encode(const ProtobufCMessage *msg, uint32_t max)
     }
     f->refs = 1;
     f->len = MOM_FRAME_HEADER + n;
-    f->data[0] = (uint8_t)(n >> 24);
-    f->data[1] = (uint8_t)(n >> 16);
-    f->data[2] = (uint8_t)(n >> 8);
-    f->data[3] = (uint8_t)n;
-    protobuf_c_message_pack(msg, f->data + MOM_FRAME_HEADER);
+    mom_frame_pack(msg, n, f->data);
     return f;
+}
+
+void
+mom_frame_pack(const ProtobufCMessage *msg, size_t n, uint8_t *out)
+{
+    out[0] = (uint8_t)(n >> 24);
+    out[1] = (uint8_t)(n >> 16);
+    out[2] = (uint8_t)(n >> 8);
+    out[3] = (uint8_t)n;
+    protobuf_c_message_pack(msg, out + MOM_FRAME_HEADER);
 }
 
 mom_frame_t *

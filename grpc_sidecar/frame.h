@@ -52,6 +52,8 @@ typedef struct {
  * memory or when the packed message is empty or larger than max.
  */
 mom_frame_t *mom_frame_encode(const ProtobufCMessage *msg, uint32_t max);
+/* Writes msg's frame (its packed size n known) at out: 4 + n bytes. */
+void mom_frame_pack(const ProtobufCMessage *msg, size_t n, uint8_t *out);
 mom_frame_t *mom_frame_ref(mom_frame_t *f);
 void mom_frame_unref(mom_frame_t *f);
 

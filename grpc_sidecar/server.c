@@ -442,12 +442,7 @@ mom_conn_queue(mom_conn_t *c, const Mom__Response *resp)
         c->out = p;
         c->out_cap = cap;
     }
-    p = c->out + c->out_len;
-    p[0] = (uint8_t)(n >> 24);
-    p[1] = (uint8_t)(n >> 16);
-    p[2] = (uint8_t)(n >> 8);
-    p[3] = (uint8_t)n;
-    mom__response__pack(resp, p + MOM_FRAME_HEADER);
+    mom_frame_pack(&resp->base, n, c->out + c->out_len);
     c->out_len = need;
     if (!c->dirty) {
         c->dirty = true;
