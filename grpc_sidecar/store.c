@@ -1,7 +1,8 @@
 /*
- * SQLite store of momd. WAL journal, PRAGMA synchronous from momd.conf, a
- * busy timeout, and every statement prepared once at open. Statements are
- * reset right after use so that no read transaction stays open.
+ * SQLite store of momd. WAL journal (written through the VFS of wal_vfs.c),
+ * PRAGMA synchronous from momd.conf, a busy timeout, and every statement
+ * prepared once at open. Statements are reset right after use so that no
+ * read transaction stays open.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 #include "ring.h"
 #include "store_int.h"
+#include "wal_vfs.h"
 
 #define MOM_STORE_BUSY_MS 5000
 
@@ -249,10 +251,15 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
         snprintf(err, err_size, "out of memory");
         return NULL;
     }
+    if (mom_wal_vfs_register() != SQLITE_OK) {
+        snprintf(err, err_size, "cannot register the SQLite VFS %s",
+                 MOM_WAL_VFS_NAME);
+        goto failed;
+    }
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                             SQLITE_OPEN_NOMUTEX,
-                        NULL) != SQLITE_OK) {
+                        MOM_WAL_VFS_NAME) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path,
                  st->db ? sqlite3_errmsg(st->db) : "cannot open");
         goto failed;
