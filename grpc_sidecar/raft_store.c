@@ -62,9 +62,8 @@ static const char store_schema[] =
 struct mom_raft_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
-    int sync_level;    /* PRAGMA synchronous as configured (2: FULL) */
-    int relaxed;       /* currently NORMAL instead of sync_level */
-    char sync_sql[40]; /* back to sync_level */
+    int sync_wal; /* FULL configured: durable commits fdatasync the WAL */
+    int durable;  /* the current transaction is durable */
 };
 
 /* SQLite's PRAGMA synchronous value of NORMAL. */
@@ -158,11 +157,27 @@ mom_raft_store_open(sqlite3 *db)
     if (sqlite3_prepare_v2(db, "PRAGMA synchronous", -1, &q, NULL) ==
             SQLITE_OK &&
         sqlite3_step(q) == SQLITE_ROW) {
-        s->sync_level = sqlite3_column_int(q, 0);
+        s->sync_wal = sqlite3_column_int(q, 0) > STORE_SYNC_NORMAL;
     }
     sqlite3_finalize(q);
-    snprintf(s->sync_sql, sizeof s->sync_sql, "PRAGMA synchronous = %d",
-             s->sync_level);
+    q = NULL;
+    if (s->sync_wal && (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q,
+                                           NULL) != SQLITE_OK ||
+                        sqlite3_step(q) != SQLITE_ROW ||
+                        sqlite3_stricmp((const char *)sqlite3_column_text(q, 0),
+                                        "wal") != 0)) {
+        s->sync_wal = 0; /* a rollback journal: SQLite syncs as configured */
+    }
+    sqlite3_finalize(q);
+    /* FULL is kept by syncing the WAL after durable commits ourselves (see
+     * mom_raft_store_commit): the connection itself runs NORMAL. */
+    if (s->sync_wal && sqlite3_exec(db, "PRAGMA synchronous = NORMAL", NULL,
+                                    NULL, &err) != SQLITE_OK) {
+        fprintf(stderr, "momd: raft storage: synchronous: %s\n", err);
+        sqlite3_free(err);
+        free(s);
+        return NULL;
+    }
     for (i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(db, store_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                &s->st[i], NULL) != SQLITE_OK) {
@@ -198,23 +213,40 @@ mom_raft_store_begin(mom_raft_store_t *s)
 void
 mom_raft_store_begin_as(mom_raft_store_t *s, int durable)
 {
-    int relax = !durable && s->sync_level > STORE_SYNC_NORMAL;
-
-    if (relax != s->relaxed) {
-        if (sqlite3_exec(s->db,
-                         relax ? "PRAGMA synchronous = NORMAL" : s->sync_sql,
-                         NULL, NULL, NULL) != SQLITE_OK) {
-            store_fail(s, "PRAGMA synchronous", sqlite3_errcode(s->db));
-        }
-        s->relaxed = relax;
-    }
+    s->durable = durable;
     store_exec(s, ST_BEGIN);
+}
+
+/*
+ * What SQLite's synchronous = FULL does at a WAL commit: an fdatasync of
+ * the WAL after the commit frame (NORMAL leaves it for the checkpoint,
+ * which syncs the WAL before copying it, and SQLite syncs the WAL's header
+ * when it restarts the WAL in either mode).
+ */
+static void
+store_sync_wal(mom_raft_store_t *s)
+{
+    sqlite3_file *wal = NULL;
+    int rc;
+
+    rc =
+        sqlite3_file_control(s->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+    if (rc != SQLITE_OK || wal == NULL || wal->pMethods == NULL) {
+        store_fail(s, "no WAL file to sync", rc);
+    }
+    rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        store_fail(s, "WAL fdatasync", rc);
+    }
 }
 
 void
 mom_raft_store_commit(mom_raft_store_t *s)
 {
     store_exec(s, ST_COMMIT);
+    if (s->durable && s->sync_wal) {
+        store_sync_wal(s);
+    }
 }
 
 int

@@ -41,10 +41,13 @@ void mom_raft_store_begin(mom_raft_store_t *s);
  * A transaction whose commit need not be on disk when it returns (durable
  * 0): it changes nothing that Raft relies on (no entry, term, vote or
  * snapshot install), only applies committed entries, which a restart would
- * apply again from the log. It commits with synchronous = NORMAL (unless
- * NORMAL or less is configured anyway): written to the WAL, synced with the
- * next durable commit or checkpoint. SQLite keeps WAL checkpoints safe in
- * that mode.
+ * apply again from the log. Written to the WAL, synced with the next
+ * durable commit or checkpoint (SQLite keeps WAL checkpoints safe).
+ *
+ * With synchronous = FULL configured (and a WAL journal), the connection
+ * runs with NORMAL and mom_raft_store_commit() of a durable transaction
+ * fdatasyncs the WAL itself before it returns, as FULL would have inside
+ * COMMIT: no PRAGMA per transaction. Any other level is left as it is.
  */
 void mom_raft_store_begin_as(mom_raft_store_t *s, int durable);
 void mom_raft_store_commit(mom_raft_store_t *s);

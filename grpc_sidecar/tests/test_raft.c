@@ -5,6 +5,7 @@
  */
 #include "raft_sim.h"
 #include "raft_store.h"
+#include "wal_vfs.h"
 
 #define SEC 1000
 
@@ -689,45 +690,65 @@ sync_level(sqlite3 *db)
     return (int)query_int(db, "PRAGMA synchronous");
 }
 
-/* Apply-only transactions commit with NORMAL, the others as configured
- * (FULL), and a NORMAL configuration is never raised. */
-static void
-test_store_relaxes_apply_only_commits(void **state)
+/* Commits a transaction (durable or not) and returns how many WAL syncs
+ * it made. */
+static uint64_t
+syncs_of_commit(mom_raft_store_t *st, int durable)
 {
-    char dir[] = "/tmp/mom_raft_store.XXXXXX", path[64];
+    uint64_t before = mom_wal_vfs_syncs();
+
+    mom_raft_store_begin_as(st, durable);
+    mom_raft_store_save_state(st, 0, 1, 1);
+    mom_raft_store_commit(st);
+    return mom_wal_vfs_syncs() - before;
+}
+
+/* With FULL configured, the connection runs NORMAL and durable commits
+ * (only they) fdatasync the WAL; NORMAL or OFF configured never sync and
+ * are left as they are; a rollback journal keeps FULL. */
+static void
+test_store_syncs_durable_commits(void **state)
+{
+    static const char *const levels[] = {"FULL", "NORMAL", "OFF"};
+    char dir[] = "/tmp/mom_raft_store.XXXXXX", path[64], sql[96];
     mom_raft_store_t *st;
     sqlite3 *db;
 
     (void)state;
     assert_non_null(mkdtemp(dir));
     snprintf(path, sizeof path, "%s/s.db", dir);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(mom_wal_vfs_register(), SQLITE_OK);
+    assert_int_equal(sqlite3_open_v2(path, &db,
+                                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                     MOM_WAL_VFS_NAME),
+                     SQLITE_OK);
+    for (int i = 0; i < 3; i++) {
+        snprintf(sql, sizeof sql,
+                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s",
+                 levels[i]);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        st = mom_raft_store_open(db);
+        assert_non_null(st);
+        assert_int_equal(sync_level(db), i == 0 ? 1 : 2 - i);
+        for (int k = 0; k < 3; k++) {
+            assert_int_equal(syncs_of_commit(st, 0), 0);
+            assert_int_equal(syncs_of_commit(st, 1), i == 0 ? 1 : 0);
+        }
+        assert_int_equal(sync_level(db), i == 0 ? 1 : 2 - i);
+        mom_raft_store_close(st);
+    }
+
+    /* A rollback journal: SQLite syncs as configured. */
     assert_int_equal(sqlite3_exec(db,
-                                  "PRAGMA journal_mode = WAL;"
+                                  "PRAGMA journal_mode = DELETE;"
                                   "PRAGMA synchronous = FULL",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     st = mom_raft_store_open(db);
     assert_non_null(st);
-    mom_raft_store_begin_as(st, 0);
-    mom_raft_store_commit(st);
-    assert_int_equal(sync_level(db), 1);
-    mom_raft_store_begin_as(st, 1);
-    mom_raft_store_save_state(st, 0, 1, 1);
-    mom_raft_store_commit(st);
     assert_int_equal(sync_level(db), 2);
-    mom_raft_store_close(st);
-
-    assert_int_equal(
-        sqlite3_exec(db, "PRAGMA synchronous = OFF", NULL, NULL, NULL),
-        SQLITE_OK);
-    st = mom_raft_store_open(db);
-    mom_raft_store_begin_as(st, 0);
-    mom_raft_store_commit(st);
-    assert_int_equal(sync_level(db), 0);
-    mom_raft_store_begin_as(st, 1);
-    mom_raft_store_commit(st);
-    assert_int_equal(sync_level(db), 0);
+    assert_int_equal(syncs_of_commit(st, 1), 0);
+    assert_int_equal(sync_level(db), 2);
     mom_raft_store_close(st);
     sqlite3_close(db);
     unlink(path);
@@ -799,7 +820,7 @@ main(void)
         cmocka_unit_test(test_apply_committed_early),
         cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_membership_add_voter),
-        cmocka_unit_test(test_store_relaxes_apply_only_commits),
+        cmocka_unit_test(test_store_syncs_durable_commits),
     };
 
     if (getenv("MOM_RAFT_TEST_FILTER") != NULL) { /* e.g. "test_chaos" */
