@@ -655,13 +655,18 @@ sim_submit(sim_t *s, uint64_t node, sim_req_t *req)
 {
     uint8_t buf[16];
     uint64_t leader;
+    int rc;
 
     memcpy(buf, &req->group, 4);
     memcpy(buf + 4, &req->seq, 8);
     memset(buf + 12, 0xab, 4);
     req->state = 0;
-    return mom_raft_submit(s->nodes[node - 1].raft, req->group, buf, sizeof buf,
-                           req, &req->index, &leader);
+    rc = mom_raft_submit(s->nodes[node - 1].raft, req->group, buf, sizeof buf,
+                         req, &req->index, &leader);
+    /* momd's commit path runs after the loop iteration that submitted
+     * (commit.c's uv_check): a submission does not wait for a timeout */
+    sim_mark_flush(s, &s->nodes[node - 1]);
+    return rc;
 }
 
 /* The seqs in the list of `group` on a running node, in list order. */
