@@ -6,7 +6,7 @@
  * a loop iteration and, when the commit path flushes, written as one
  * RaftBatch on a long-lived RaftStream (a bidi stream per destination; the
  * receiver acknowledges with a RaftAck the batches that ask for one, about
- * one per 100 ms: the others set no_ack). A stream
+ * one per 500 ms: the others set no_ack). A stream
  * delivers in order, which the driver requires, without waiting for the
  * answer to a batch: the next batch leaves as soon as the previous one is
  * on the wire. While one batch is being sent and another waits for it,
@@ -36,7 +36,7 @@
 /* A RaftAck is asked for at most this often (the other batches set
  * no_ack): enough to notice a stalled stream, and under load it spares
  * two gRPC operations on each side per batch. */
-#define MOM_CLUSTER_RAFT_ACK_EVERY_MS 100
+#define MOM_CLUSTER_RAFT_ACK_EVERY_MS 500
 /* A member silent for this long (no Raft message) counts as down: the
  * leaders send heartbeats every 100 ms. */
 #define MOM_CLUSTER_SILENT_MS 1000
