@@ -78,6 +78,7 @@ struct mom_conn_s {
     bool streaming;
     mom_conn_cb on_close;
     mom_conn_cb on_drain;
+    mom_conn_req_cb on_stream_request;
     void *stream_data;
     size_t writes_pending;
     /* Multiplexed replies not yet written (frames back to back). */
@@ -486,6 +487,12 @@ mom_conn_on_drain(mom_conn_t *c, mom_conn_cb on_drain)
 }
 
 void
+mom_conn_stream_requests(mom_conn_t *c, mom_conn_req_cb on_request)
+{
+    c->on_stream_request = on_request;
+}
+
+void
 mom_conn_stream(mom_conn_t *c, mom_conn_cb on_close, void *data)
 {
     c->streaming = true;
@@ -498,11 +505,37 @@ mom_conn_stream(mom_conn_t *c, mom_conn_cb on_close, void *data)
     }
 }
 
+static void mom_conn_answer(mom_conn_t *c, uint64_t id, Mom__Response *resp);
+
 void
 mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
                size_t len, const char *user)
 {
     Mom__Response resp = MOM__RESPONSE__INIT;
+
+    resp.kind = MOM__KIND__KIND_REPLY;
+    resp.status = status;
+    resp.body.data = (uint8_t *)body;
+    resp.body.len = len;
+    resp.user = (char *)(user ? user : "");
+    resp.id = id;
+    mom_conn_answer(c, id, &resp);
+}
+
+void
+mom_conn_reply_stream(mom_conn_t *c, uint64_t stream_buffer)
+{
+    Mom__Response resp = MOM__RESPONSE__INIT;
+
+    resp.kind = MOM__KIND__KIND_REPLY;
+    resp.status = 200;
+    resp.stream_buffer = stream_buffer;
+    mom_conn_answer(c, 0, &resp);
+}
+
+static void
+mom_conn_answer(mom_conn_t *c, uint64_t id, Mom__Response *resp)
+{
     mom_frame_t *frame;
     int rc = 0;
 
@@ -516,15 +549,9 @@ mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
         c->inflight--;
     }
     if (!c->closing && (id == 0 || !c->streaming)) {
-        resp.kind = MOM__KIND__KIND_REPLY;
-        resp.status = status;
-        resp.body.data = (uint8_t *)body;
-        resp.body.len = len;
-        resp.user = (char *)(user ? user : "");
-        resp.id = id;
         if (id != 0) {
-            rc = mom_conn_queue(c, &resp);
-        } else if ((frame = mom_frame_encode(&resp.base, c->srv->max_frame)) !=
+            rc = mom_conn_queue(c, resp);
+        } else if ((frame = mom_frame_encode(&resp->base, c->srv->max_frame)) !=
                    NULL) {
             mom_conn_write(c, frame);
             mom_frame_unref(frame);
@@ -532,7 +559,8 @@ mom_conn_reply(mom_conn_t *c, uint64_t id, unsigned status, const void *body,
             rc = -1;
         }
         if (rc != 0) {
-            mom_log_error("reply of %zu bytes could not be framed", len);
+            mom_log_error("reply of %zu bytes could not be framed",
+                          resp->body.len);
             mom_conn_close(c, false);
         }
     }
@@ -725,6 +753,36 @@ mom_conn_process(mom_conn_t *c)
     mom_conn_unref(c);
 }
 
+/* Requests on a stream (OP_MUTE) go to its owner, if it reads any. */
+static void
+mom_conn_stream_read(mom_conn_t *c, const char *data, size_t n)
+{
+    const uint8_t *payload;
+    Mom__Request *req;
+    size_t len;
+    int rc;
+
+    if (c->on_stream_request == NULL) {
+        return;
+    }
+    if (mom_frame_decoder_feed(&c->dec, data, n) != 0) {
+        mom_conn_close(c, false);
+        return;
+    }
+    mom_conn_ref(c);
+    while (!c->closing &&
+           (rc = mom_frame_decoder_next(&c->dec, &payload, &len)) != 0) {
+        req = rc > 0 ? mom__request__unpack(NULL, len, payload) : NULL;
+        if (req == NULL) {
+            mom_log_warn("bad frame on a stream from nginx: closing it");
+            mom_conn_close(c, false);
+            break;
+        }
+        c->on_stream_request(c->stream_data, c, req);
+    }
+    mom_conn_unref(c);
+}
+
 static void
 mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
@@ -738,7 +796,11 @@ mom_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         mom_conn_close(c, false);
         return;
     }
-    if (nread == 0 || c->streaming || c->closing) {
+    if (nread == 0 || c->closing) {
+        return;
+    }
+    if (c->streaming) {
+        mom_conn_stream_read(c, buf->base, (size_t)nread);
         return;
     }
     if (mom_frame_decoder_feed(&c->dec, buf->base, (size_t)nread) != 0) {

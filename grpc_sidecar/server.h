@@ -71,15 +71,26 @@ bool mom_conn_peer_gone(mom_conn_t *conn);
  */
 void mom_conn_reply(mom_conn_t *conn, uint64_t id, unsigned status,
                     const void *body, size_t len, const char *user);
+/* The 200 REPLY of a subscription (id 0), with Response.stream_buffer. */
+void mom_conn_reply_stream(mom_conn_t *conn, uint64_t stream_buffer);
 
 /*
  * Stream mode (an id-0 request only): after the REPLY of a subscription,
  * the connection carries
- * frames written by its owner; no more requests are read from it (bytes
- * received are discarded) and on_close is called once when it closes, for
+ * frames written by its owner; no more requests are dispatched from it
+ * (bytes received are discarded, or handed to its owner as requests, see
+ * mom_conn_stream_requests) and on_close is called once when it closes, for
  * whatever reason (peer EOF, write error, mom_conn_close()).
  */
 void mom_conn_stream(mom_conn_t *conn, mom_conn_cb on_close, void *data);
+/*
+ * A stream's owner that reads requests from it (OP_MUTE): each decoded
+ * request is handed to on_request (which frees it); without one, bytes
+ * received on a stream are discarded.
+ */
+typedef void (*mom_conn_req_cb)(void *data, mom_conn_t *conn,
+                                Mom__Request *req);
+void mom_conn_stream_requests(mom_conn_t *conn, mom_conn_req_cb on_request);
 /* Queues a frame (takes a reference); -1 if the connection is closed. */
 int mom_conn_write(mom_conn_t *conn, mom_frame_t *frame);
 /* Bytes queued and not yet written to the socket. */

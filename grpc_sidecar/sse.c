@@ -5,7 +5,9 @@
  * one has been written: backpressure) or live (fed by mom_sse_applied).
  * The loop is single-threaded: when a replay page comes back short, the
  * subscriber has read everything committed, and turning it live in that
- * same callback leaves no gap; last_sent filters any duplicate.
+ * same callback leaves no gap; last_sent filters any duplicate. A muted
+ * subscriber (OP_MUTE: the nginx worker feeds it from its shared stream of
+ * the topic) gets no more messages, only heartbeats and its final event.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ struct mom_sub_s {
     mom_sub_t *prev, *next; /* in topic->subs */
     uint64_t last_sent;     /* highest offset written to this stream */
     bool live;
+    bool muted;  /* OP_MUTE: the module feeds it from a shared stream */
     bool ended;  /* the final event is written */
     bool closed; /* the connection is gone; freed when timers close */
     uv_timer_t heartbeat;
@@ -352,7 +355,7 @@ mom_sub_replay(mom_sub_t *sub)
 {
     mom_replay_t r = {.sub = sub};
 
-    if (sub->live || sub->ended || sub->closed) {
+    if (sub->live || sub->muted || sub->ended || sub->closed) {
         return;
     }
     if (mom_store_coll_scan(sub->sse->st, MOM_TOPIC, sub->topic->name,
@@ -374,6 +377,25 @@ static void
 mom_sub_drained(void *data, mom_conn_t *conn)
 {
     mom_sub_replay(data);
+}
+
+/*
+ * OP_MUTE: the module delivers this subscriber's messages from its shared
+ * stream of the topic now; the stream keeps its heartbeats and final event.
+ */
+static void
+mom_sub_request(void *data, mom_conn_t *conn, Mom__Request *req)
+{
+    mom_sub_t *sub = data;
+
+    if (req->op == MOM__OP__OP_MUTE) {
+        sub->muted = true;
+        mom_conn_on_drain(conn, NULL);
+    } else {
+        mom_log_warn("request %d on a stream of topic %s ignored", req->op,
+                     sub->topic != NULL ? sub->topic->name : "?");
+    }
+    mom__request__free_unpacked(req, NULL);
 }
 
 /* --- public ------------------------------------------------------------------
@@ -474,8 +496,9 @@ mom_sse_subscribe(mom_sse_t *sse, mom_conn_t *conn, Mom__Request *req)
     /* Stream mode first, so that the reply does not resume reading
      * requests from this connection. */
     mom_conn_stream(conn, mom_sub_on_close, sub);
+    mom_conn_stream_requests(conn, mom_sub_request);
     mom_conn_on_drain(conn, mom_sub_drained);
-    mom_conn_reply(conn, 0, 200, "", 0, NULL);
+    mom_conn_reply_stream(conn, sse->conf->sse_buffer);
     if (mom_conn_write(conn, sse->retry) != 0) {
         goto done;
     }
@@ -519,7 +542,8 @@ mom_sse_fanout(mom_sse_t *sse, mom_sse_topic_t *t, const mom_store_msg_t *m)
     t->busy++;
     for (sub = t->subs; sub != NULL; sub = next) {
         next = sub->next;
-        if (sub->live && m->seq > sub->last_sent && mom_sub_send(sub, f) == 0) {
+        if (sub->live && !sub->muted && m->seq > sub->last_sent &&
+            mom_sub_send(sub, f) == 0) {
             sub->last_sent = m->seq;
         }
     }

@@ -44,6 +44,7 @@ typedef struct {
 
 
 typedef struct ngx_http_mom_call_s  ngx_http_mom_call_t;
+typedef struct ngx_http_mom_hub_s   ngx_http_mom_hub_t;
 
 
 typedef struct {
@@ -63,6 +64,13 @@ typedef struct {
     /* SSE: the frames of the stream, reassembled across reads */
     ngx_buf_t                 *frames;
 
+    /* SSE: the worker's shared stream of the topic (ngx_http_mom_hub.c) */
+    ngx_http_mom_hub_t        *hub;
+    ngx_queue_t                hub_link;     /* pending or attached */
+    uint64_t                   last_offset;  /* the last message written */
+    size_t                     stream_buffer;  /* momd's sse_buffer */
+    size_t                     unsent;       /* after the hub's last write */
+
     /* the body nginx's own error page is replaced with */
     ngx_str_t                  error_body;
 
@@ -73,6 +81,9 @@ typedef struct {
     unsigned                   stream_ended:1;
     unsigned                   replace_body:1;
     unsigned                   replaced:1;
+    unsigned                   offset_known:1;
+    unsigned                   attached:1;
+    unsigned                   dirty:1;      /* hub output to write */
 } ngx_http_mom_ctx_t;
 
 
@@ -138,6 +149,16 @@ ngx_int_t ngx_http_mom_sse_start(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx);
 ngx_int_t ngx_http_mom_sse_filter_init(ngx_http_mom_ctx_t *ctx);
 ngx_int_t ngx_http_mom_sse_filter(ngx_http_mom_ctx_t *ctx, ssize_t bytes);
+ngx_int_t ngx_http_mom_sse_output(ngx_http_mom_ctx_t *ctx, u_char *data,
+    size_t len);
+uint64_t ngx_http_mom_sse_offset(u_char *p, size_t len);
+
+/* SSE: shared streams */
+void ngx_http_mom_hub_join(ngx_http_mom_ctx_t *ctx);
+void ngx_http_mom_hub_leave(ngx_http_mom_ctx_t *ctx);
+void ngx_http_mom_hub_try_attach(ngx_http_mom_ctx_t *ctx);
+void ngx_http_mom_hub_end(ngx_http_mom_ctx_t *ctx, u_char *text,
+    size_t len);
 
 
 extern ngx_module_t  ngx_http_mom_module;

@@ -8,7 +8,9 @@
  * END frame is written and ends the response. Frames may be split across
  * reads: they are reassembled in ctx->frames. Output buffers are recycled
  * through u->free_bufs, so a long stream does not grow the request pool.
- * The upstream connection of a stream is never reused.
+ * The upstream connection of a stream is never reused. Once the worker's
+ * shared stream of the topic carries the subscriber (ngx_http_mom_hub.c),
+ * its own stream is muted: a message already written is dropped here.
  */
 
 
@@ -26,7 +28,7 @@ static ngx_int_t ngx_http_mom_sse_header(ngx_http_request_t *r,
     const char *key, const char *value);
 static ngx_int_t ngx_http_mom_sse_append(ngx_http_mom_ctx_t *ctx,
     u_char *data, size_t len);
-static ngx_int_t ngx_http_mom_sse_output(ngx_http_mom_ctx_t *ctx,
+static ngx_int_t ngx_http_mom_sse_event(ngx_http_mom_ctx_t *ctx,
     u_char *data, size_t len);
 
 
@@ -90,6 +92,13 @@ ngx_http_mom_sse_filter_init(ngx_http_mom_ctx_t *ctx)
     r = ctx->request;
 
     r->upstream->length = -1;
+
+    if (ctx->req.has_since) {
+        ctx->last_offset = ctx->req.since;
+        ctx->offset_known = 1;
+    }
+
+    ngx_http_mom_hub_join(ctx);
 
     /* the headers leave now, not with the first event */
 
@@ -168,15 +177,20 @@ ngx_http_mom_sse_filter(ngx_http_mom_ctx_t *ctx, ssize_t bytes)
 
         rc = NGX_OK;
 
-        if (resp->body.len) {
-            rc = ngx_http_mom_sse_output(ctx, resp->body.data,
-                                         resp->body.len);
-        }
-
         if (resp->kind == MOM__KIND__KIND_END) {
+            if (resp->body.len) {
+                rc = ngx_http_mom_sse_output(ctx, resp->body.data,
+                                             resp->body.len);
+            }
+
+            ngx_http_mom_hub_leave(ctx);
             ctx->stream_ended = 1;
             u->length = 0;
             f->pos = f->last;
+
+        } else if (resp->body.len) {
+            rc = ngx_http_mom_sse_event(ctx, resp->body.data,
+                                        resp->body.len);
         }
 
         mom__response__free_unpacked(resp, NULL);
@@ -188,6 +202,11 @@ ngx_http_mom_sse_filter(ngx_http_mom_ctx_t *ctx, ssize_t bytes)
         if (ctx->stream_ended) {
             break;
         }
+    }
+
+    if (!ctx->stream_ended) {
+        /* written by the caller with this read's events */
+        ngx_http_mom_hub_try_attach(ctx);
     }
 
     /* keep only the partial frame, at the start of the buffer */
@@ -289,10 +308,44 @@ ngx_http_mom_sse_append(ngx_http_mom_ctx_t *ctx, u_char *data, size_t len)
 
 
 /*
- * One event's text, in a recycled buffer, flushed as soon as it is written.
+ * An event of the subscriber's own stream. Messages are written once each,
+ * in order: one the subscriber has (from the shared stream) is dropped,
+ * and once attached, so is one the shared stream has yet to bring before
+ * it (the muted stream's last events may run ahead of it).
  */
 
 static ngx_int_t
+ngx_http_mom_sse_event(ngx_http_mom_ctx_t *ctx, u_char *data, size_t len)
+{
+    uint64_t  offset;
+
+    offset = ngx_http_mom_sse_offset(data, len);
+
+    if (offset == 0) {
+        /* a heartbeat, the retry line */
+        return ngx_http_mom_sse_output(ctx, data, len);
+    }
+
+    if (ctx->offset_known
+        && (offset <= ctx->last_offset
+            || (ctx->attached && offset != ctx->last_offset + 1)))
+    {
+        return NGX_OK;
+    }
+
+    ctx->last_offset = offset;
+    ctx->offset_known = 1;
+
+    return ngx_http_mom_sse_output(ctx, data, len);
+}
+
+
+/*
+ * One event's text, flushed as soon as it is written: appended to the last
+ * buffer not yet passed on, or in a recycled one.
+ */
+
+ngx_int_t
 ngx_http_mom_sse_output(ngx_http_mom_ctx_t *ctx, u_char *data, size_t len)
 {
     size_t                size;
@@ -303,6 +356,21 @@ ngx_http_mom_sse_output(ngx_http_mom_ctx_t *ctx, u_char *data, size_t len)
 
     r = ctx->request;
     u = r->upstream;
+
+    for (ll = &u->out_bufs; *ll && (*ll)->next; ll = &(*ll)->next) {
+        /* void */
+    }
+
+    if (*ll) {
+        b = (*ll)->buf;
+
+        if (b->temporary && b->tag == u->output.tag
+            && (size_t) (b->end - b->last) >= len)
+        {
+            b->last = ngx_cpymem(b->last, data, len);
+            return NGX_OK;
+        }
+    }
 
     cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
     if (cl == NULL) {

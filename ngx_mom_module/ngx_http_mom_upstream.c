@@ -282,6 +282,7 @@ ngx_http_mom_reply(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
 
     if (ctx->stream && resp->status == NGX_HTTP_OK) {
         /* the frames after the REPLY are events: left in u->buffer */
+        ctx->stream_buffer = (size_t) resp->stream_buffer;
         return ngx_http_mom_sse_start(r, ctx);
     }
 
@@ -533,6 +534,16 @@ ngx_http_mom_abort_request(ngx_http_request_t *r)
 static void
 ngx_http_mom_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_http_mom_ctx_t  *ctx;
+
+    /* the hub must not write to a stream that is over */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_mom_module);
+
+    if (ctx) {
+        ngx_http_mom_hub_leave(ctx);
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "finalize mom request: %i", rc);
 }

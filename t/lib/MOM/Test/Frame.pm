@@ -26,7 +26,7 @@ our %OP = (
     OP_LIST_TOPICS => 4, OP_CREATE_TOPIC => 5, OP_DELETE_TOPIC => 6,
     OP_PUBLISH => 7, OP_HISTORY => 8, OP_SUBSCRIBE => 9,
     OP_LIST_QUEUES => 10, OP_CREATE_QUEUE => 11, OP_DELETE_QUEUE => 12,
-    OP_SEND => 13, OP_RECEIVE => 14, OP_CANCEL => 15,
+    OP_SEND => 13, OP_RECEIVE => 14, OP_CANCEL => 15, OP_MUTE => 16,
 );
 our %KIND = (0 => 'REPLY', 1 => 'EVENT', 2 => 'END');
 
@@ -39,7 +39,7 @@ my %REQ = (
     heartbeat_ms => [10, 'varint'], id => [14, 'varint'],
 );
 my %RESP = (1 => 'kind', 2 => 'status', 3 => 'body', 4 => 'user',
-            8 => 'id');
+            8 => 'id', 9 => 'stream_buffer');
 
 sub varint {
     my ($n) = @_;
