@@ -93,10 +93,8 @@ ngx_http_mom_sse_filter_init(ngx_http_mom_ctx_t *ctx)
 
     r->upstream->length = -1;
 
-    if (ctx->req.has_since) {
-        ctx->last_offset = ctx->req.since;
-        ctx->offset_known = 1;
-    }
+    /* known once the stream's first frame (retry) is written */
+    ctx->last_offset = ctx->req.since;
 
     ngx_http_mom_hub_join(ctx);
 
@@ -318,6 +316,10 @@ static ngx_int_t
 ngx_http_mom_sse_event(ngx_http_mom_ctx_t *ctx, u_char *data, size_t len)
 {
     uint64_t  offset;
+
+    if (ctx->req.has_since) {
+        ctx->offset_known = 1;
+    }
 
     offset = ngx_http_mom_sse_offset(data, len);
 
