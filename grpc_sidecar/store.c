@@ -33,20 +33,26 @@ static const char *const mom_store_sql[S_COUNT] = {
                     "WHERE grp = ?1 AND producer = ?2 AND sequence = ?3",
     [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_results(grp, producer, "
                     "sequence, status, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_DEDUP_NEXT_PRODUCER] = "SELECT producer FROM applied_results "
+    [S_DEDUP_NEXT_PRODUCER] = "SELECT producer, newest FROM applied_producers "
                               "WHERE grp = ?1 AND producer >= ?2 "
                               "ORDER BY producer LIMIT 1",
-    [S_DEDUP_NEWEST] = "SELECT sequence FROM applied_results "
-                       "WHERE grp = ?1 AND producer = ?2 "
-                       "ORDER BY sequence DESC LIMIT 1",
+    [S_DEDUP_NEWEST] = "SELECT newest FROM applied_producers "
+                       "WHERE grp = ?1 AND producer = ?2",
     [S_DEDUP_PRUNE] = "DELETE FROM applied_results "
-                      "WHERE grp = ?1 AND producer = ?2 AND sequence < ?3",
+                      "WHERE grp = ?1 AND sequence < ?3 AND producer = ?2",
+    [S_DEDUP_SET_NEWEST] =
+        "INSERT INTO applied_producers(grp, producer, newest) "
+        "VALUES (?1, ?2, ?3) ON CONFLICT(grp, producer) "
+        "DO UPDATE SET newest = max(newest, excluded.newest)",
+    [S_DEDUP_DROP_PRODUCER] = "DELETE FROM applied_producers "
+                              "WHERE grp = ?1 AND producer = ?2",
     [S_PART_USERS] = "SELECT name, hash FROM users "
                      "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
     [S_PART_DEL_USERS] = "DELETE FROM users WHERE mom_partition(name, ?1) = ?2",
     [S_PART_RESULTS] = "SELECT producer, sequence, status, body "
                        "FROM applied_results WHERE grp = ?1",
     [S_PART_DEL_RESULTS] = "DELETE FROM applied_results WHERE grp = ?1",
+    [S_PART_DEL_PRODUCERS] = "DELETE FROM applied_producers WHERE grp = ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
                                   "next_offset) VALUES (?1, ?2, 1)",
@@ -120,6 +126,14 @@ static const char *const mom_store_sql[S_COUNT] = {
  * database created WITHOUT ROWID message tables keeps them (same SQL). The
  * applied_commands of earlier versions (keyed by producer, plus an index by
  * group) is moved into applied_results once at open.
+ *
+ * applied_results is keyed by sequence before producer: sequences come from
+ * the clock (ms << 12) on every node, so the producers' inserts meet at the
+ * end of the group's range (one leaf per commit, not one per producer).
+ * applied_producers holds each (group, producer)'s newest sequence, what
+ * the pruning needs (store_results.c keeps it exact: written once per
+ * transaction, dropped with the producer's last result). A database whose
+ * results were keyed by producer first is rebuilt once at open.
  */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
@@ -144,15 +158,38 @@ static const char mom_store_schema[] =
     "  grp INTEGER NOT NULL,"
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
     "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-    "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;";
+    "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS applied_producers ("
+    "  grp INTEGER NOT NULL, producer INTEGER NOT NULL,"
+    "  newest INTEGER NOT NULL,"
+    "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;";
+
+#define MOM_STORE_PRODUCERS_REBUILD                                            \
+    "DELETE FROM applied_producers;"                                           \
+    "INSERT INTO applied_producers(grp, producer, newest)"                     \
+    "  SELECT grp, producer, max(sequence) FROM applied_results"               \
+    "  GROUP BY grp, producer;"
 
 static const char mom_store_migrate_results[] =
     "BEGIN IMMEDIATE;"
     "INSERT OR REPLACE INTO applied_results(grp, producer, sequence, status,"
     "  body) SELECT grp, producer, sequence, status, body"
     "  FROM applied_commands;"
-    "DROP TABLE applied_commands;"
-    "COMMIT;";
+    "DROP TABLE applied_commands;" MOM_STORE_PRODUCERS_REBUILD "COMMIT;";
+
+static const char mom_store_migrate_key[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE applied_results_by_sequence ("
+    "  grp INTEGER NOT NULL,"
+    "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+    "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;"
+    "INSERT INTO applied_results_by_sequence(grp, producer, sequence, status,"
+    "  body) SELECT grp, producer, sequence, status, body"
+    "  FROM applied_results;"
+    "DROP TABLE applied_results;"
+    "ALTER TABLE applied_results_by_sequence RENAME TO "
+    "applied_results;" MOM_STORE_PRODUCERS_REBUILD "COMMIT;";
 
 int
 mom_store_fail(mom_store_t *st, const char *what)
@@ -197,35 +234,68 @@ mom_store_partition_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
         ctx, mom_partition_of(name, (size_t)len, (uint32_t)partitions));
 }
 
-/* Moves the results of a database of earlier versions, once. */
+/* Whether a query returns a row: 1, 0, or -1 on error. */
 static int
-mom_store_migrate(mom_store_t *st, char **msg)
+mom_store_query_any(mom_store_t *st, const char *sql)
 {
     sqlite3_stmt *s;
-    int rc, old;
+    int rc;
 
-    rc = sqlite3_prepare_v2(st->db,
-                            "SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                            "AND name = 'applied_commands'",
-                            -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        return rc;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &s, NULL) != SQLITE_OK) {
+        return -1;
     }
     rc = sqlite3_step(s);
-    old = rc == SQLITE_ROW;
     sqlite3_finalize(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        return rc;
-    }
-    if (!old) {
-        return SQLITE_OK;
-    }
-    mom_log_info("moving idempotency results to applied_results");
-    rc = sqlite3_exec(st->db, mom_store_migrate_results, NULL, NULL, msg);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int
+mom_store_migrate_run(mom_store_t *st, const char *what, const char *sql,
+                      char **msg)
+{
+    int rc;
+
+    mom_log_info("%s", what);
+    rc = sqlite3_exec(st->db, sql, NULL, NULL, msg);
     if (rc != SQLITE_OK && !sqlite3_get_autocommit(st->db)) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
     }
     return rc;
+}
+
+/* Moves the results of a database of earlier versions, once. */
+static int
+mom_store_migrate(mom_store_t *st, char **msg)
+{
+    int old, rc;
+
+    old = mom_store_query_any(st, "SELECT 1 FROM sqlite_master WHERE "
+                                  "type = 'table' AND name = "
+                                  "'applied_commands'");
+    if (old < 0) {
+        return SQLITE_ERROR;
+    }
+    if (old) {
+        rc = mom_store_migrate_run(
+            st, "moving idempotency results to applied_results",
+            mom_store_migrate_results, msg);
+        if (rc != SQLITE_OK) {
+            return rc;
+        }
+    }
+    /* Results keyed by producer first (the second key column). */
+    old = mom_store_query_any(st, "SELECT 1 FROM pragma_table_info("
+                                  "'applied_results') WHERE name = "
+                                  "'producer' AND pk = 2");
+    if (old < 0) {
+        return SQLITE_ERROR;
+    }
+    if (old) {
+        return mom_store_migrate_run(
+            st, "keying idempotency results by sequence before producer",
+            mom_store_migrate_key, msg);
+    }
+    return SQLITE_OK;
 }
 
 mom_store_t *
@@ -672,6 +742,11 @@ mom_store_part_clear(mom_store_t *st, uint32_t partitions, uint32_t partition)
         }
     }
     s = st->stmt[S_PART_DEL_RESULTS];
+    sqlite3_bind_int64(s, 1, partition);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    s = st->stmt[S_PART_DEL_PRODUCERS];
     sqlite3_bind_int64(s, 1, partition);
     return mom_store_exec_stmt(st, s);
 }

@@ -5,6 +5,12 @@
  * first time: it only grows with inserts (deletions and rollbacks leave it
  * above the truth, which is safe), and a snapshot restore inserts through
  * mom_store_dedup_put like any other.
+ *
+ * applied_producers holds each (group, producer)'s exact newest sequence
+ * (replicated state: the pruning reads it, so every replica must agree):
+ * inserts note it in st->pending, written by mom_store_flush() before
+ * COMMIT (or at once outside a transaction); the pruning writes what is
+ * pending first and drops a producer's row with its last result.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -97,6 +103,14 @@ mom_store_newest(mom_store_t *st, uint32_t group, uint64_t producer,
     if (rc == MOM_STORE_NOT_FOUND) {
         e.newest = INT64_MIN;
     }
+    /* Inserts of the open transaction not written to applied_producers. */
+    for (unsigned i = 0; i < st->n_pending; i++) {
+        if (st->pending[i].group == group &&
+            st->pending[i].producer == producer &&
+            st->pending[i].newest > e.newest) {
+            e.newest = st->pending[i].newest;
+        }
+    }
     if ((st->newest_used + 1) * 2 > st->newest_cap) {
         cap = st->newest_cap ? st->newest_cap * 2 : 64;
         table = cap <= (1u << 20) ? calloc(cap, sizeof(*table)) : NULL;
@@ -121,6 +135,50 @@ void
 mom_store_results_free(mom_store_t *st)
 {
     free(st->newest);
+}
+
+int
+mom_store_results_flush(mom_store_t *st)
+{
+    sqlite3_stmt *s = st->stmt[S_DEDUP_SET_NEWEST];
+
+    while (st->n_pending > 0) {
+        /* Taken off first: outside a transaction the commit hook sees it. */
+        mom_store_pending_t p = st->pending[--st->n_pending];
+
+        sqlite3_bind_int64(s, 1, p.group);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)p.producer);
+        sqlite3_bind_int64(s, 3, p.newest);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+    }
+    return MOM_STORE_OK;
+}
+
+/* Notes a result's sequence as its producer's newest, if it is. */
+static int
+mom_store_results_note(mom_store_t *st, uint32_t group, uint64_t producer,
+                       sqlite3_int64 sequence)
+{
+    mom_store_pending_t *p;
+
+    for (unsigned i = 0; i < st->n_pending; i++) {
+        p = &st->pending[i];
+        if (p->group == group && p->producer == producer) {
+            p->newest = sequence > p->newest ? sequence : p->newest;
+            return MOM_STORE_OK;
+        }
+    }
+    if (st->n_pending == MOM_STORE_PENDING &&
+        mom_store_results_flush(st) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    st->pending[st->n_pending++] = (mom_store_pending_t){
+        .group = group, .producer = producer, .newest = sequence};
+    /* No transaction to defer to: write now. */
+    return sqlite3_get_autocommit(st->db) ? mom_store_results_flush(st)
+                                          : MOM_STORE_OK;
 }
 
 int
@@ -174,7 +232,10 @@ mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
     sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
     sqlite3_bind_int(s, 4, (int)status);
     sqlite3_bind_blob(s, 5, len ? body : "", (int)len, SQLITE_STATIC);
-    return mom_store_exec_stmt(st, s);
+    if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return mom_store_results_note(st, group, producer, (sqlite3_int64)sequence);
 }
 
 /* The producers of a group with results, in order, and their newest. */
@@ -195,15 +256,17 @@ mom_store_dedup_producer(mom_store_t *st, uint32_t group, bool first,
     }
     sqlite3_bind_int64(s, 1, group);
     sqlite3_bind_int64(s, 2, first ? INT64_MIN : p->producer + 1);
-    rc = mom_store_get_int(st, s, &p->producer);
-    if (rc != MOM_STORE_OK) {
-        return rc;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        p->producer = sqlite3_column_int64(s, 0);
+        p->newest = sqlite3_column_int64(s, 1);
     }
-    s = st->stmt[S_DEDUP_NEWEST];
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, p->producer);
-    rc = mom_store_get_int(st, s, &p->newest);
-    return rc == MOM_STORE_NOT_FOUND ? MOM_STORE_ERROR : rc;
+    mom_store_finish(s);
+    if (rc == SQLITE_ROW) {
+        return MOM_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
+                             : mom_store_fail(st, "dedup producers");
 }
 
 /* v - d, or INT64_MIN below it. */
@@ -224,6 +287,9 @@ mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
     sqlite3_stmt *s;
     int rc;
 
+    if (mom_store_results_flush(st) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     /* The group's newest sequence over all its producers. */
     for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
          rc = mom_store_dedup_producer(st, group, false, &p)) {
@@ -242,6 +308,16 @@ mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
         sqlite3_bind_int64(s, 1, group);
         sqlite3_bind_int64(s, 2, p.producer);
         sqlite3_bind_int64(s, 3, below);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+        if (below <= p.newest) {
+            continue;
+        }
+        /* Its last result went: so does the producer. */
+        s = st->stmt[S_DEDUP_DROP_PRODUCER];
+        sqlite3_bind_int64(s, 1, group);
+        sqlite3_bind_int64(s, 2, p.producer);
         if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
             return MOM_STORE_ERROR;
         }

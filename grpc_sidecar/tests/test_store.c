@@ -738,11 +738,152 @@ test_name_validation(void **state)
     assert_false(mom_name_valid(longest));
 }
 
+/* The rows of applied_producers as "grp:producer:newest," in key order. */
+static void
+producers_dump(fixture_t *f, char *out, size_t size)
+{
+    sqlite3_stmt *s;
+    size_t n = 0;
+
+    out[0] = '\0';
+    assert_int_equal(sqlite3_prepare_v2(mom_store_db(f->st),
+                                        "SELECT grp, producer, newest FROM "
+                                        "applied_producers ORDER BY 1, 2",
+                                        -1, &s, NULL),
+                     SQLITE_OK);
+    while (sqlite3_step(s) == SQLITE_ROW && n < size) {
+        n += (size_t)snprintf(out + n, size - n, "%lld:%lld:%lld,",
+                              (long long)sqlite3_column_int64(s, 0),
+                              (long long)sqlite3_column_int64(s, 1),
+                              (long long)sqlite3_column_int64(s, 2));
+    }
+    sqlite3_finalize(s);
+}
+
+/* applied_producers follows the results exactly: the newest per (group,
+ * producer) after a transaction, nothing of a rolled back one, a producer
+ * pruned of its last result goes, a cleared partition too. */
+static void
+test_producers_follow_results(void **state)
+{
+    fixture_t *f = *state;
+    char dump[256];
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    for (uint64_t seq = 100; seq <= 300; seq += 100) {
+        assert_int_equal(mom_store_dedup_put(f->st, 0, 7, seq, 200, "{}", 2),
+                         MOM_STORE_OK);
+        assert_int_equal(
+            mom_store_dedup_put(f->st, 0, 8, seq + 1, 200, "{}", 2),
+            MOM_STORE_OK);
+        assert_int_equal(
+            mom_store_dedup_put(f->st, 3, 7, seq + 2, 200, "{}", 2),
+            MOM_STORE_OK);
+    }
+    /* An older one does not lower the newest. */
+    assert_int_equal(mom_store_dedup_put(f->st, 0, 7, 50, 200, "{}", 2),
+                     MOM_STORE_OK);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:7:300,0:8:301,3:7:302,");
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_dedup_put(f->st, 0, 9, 999, 200, "{}", 2),
+                     MOM_STORE_OK);
+    mom_store_rollback(f->st);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:7:300,0:8:301,3:7:302,");
+    assert_int_equal(dedup_status(f, 0, 9, 999), 0);
+
+    /* Producer 7 is more than 250 behind the group's newest (1000): all
+     * of it goes; 8 keeps its results within 150 of its newest. */
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_dedup_put(f->st, 0, 8, 1000, 200, "{}", 2),
+                     MOM_STORE_OK);
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 150, 650), MOM_STORE_OK);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:8:1000,3:7:302,");
+    assert_int_equal(dedup_status(f, 0, 7, 300), 0);
+    assert_int_equal(dedup_status(f, 0, 8, 301), 0);
+    assert_int_equal(dedup_status(f, 0, 8, 1000), 200);
+    assert_int_equal(dedup_status(f, 3, 7, 102), 200);
+
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_part_clear(f->st, 4, 3), MOM_STORE_OK);
+    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:8:1000,");
+}
+
+/* A database whose results were keyed (grp, producer, sequence) is rebuilt
+ * keyed by sequence first, with its producers' newest, once. */
+static void
+test_results_rekeyed(void **state)
+{
+    fixture_t *f = *state;
+    char path[128], dump[256];
+    sqlite3 *db;
+
+    mom_store_close(f->st);
+    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db,
+            "CREATE TABLE applied_results (grp INTEGER NOT NULL,"
+            "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+            "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+            "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;"
+            "INSERT INTO applied_results VALUES (0, 77, 1000, 201, '{}');"
+            "INSERT INTO applied_results VALUES (0, 77, 1200, 202, '{}');"
+            "INSERT INTO applied_results VALUES (0, 78, 1100, 203, '{}');"
+            "INSERT INTO applied_results VALUES (5, 77, 900, 204, '{}');",
+            NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+
+    f->st = open_store(f->dir);
+    assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
+    assert_int_equal(dedup_status(f, 0, 77, 1200), 202);
+    assert_int_equal(dedup_status(f, 0, 78, 1100), 203);
+    assert_int_equal(dedup_status(f, 5, 77, 900), 204);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:77:1200,0:78:1100,5:77:900,");
+    /* Keyed by sequence before producer now; reopening changes nothing. */
+    for (int i = 0; i < 2; i++) {
+        sqlite3_stmt *s;
+
+        assert_int_equal(
+            sqlite3_prepare_v2(mom_store_db(f->st),
+                               "SELECT group_concat(name) FROM (SELECT name "
+                               "FROM pragma_table_info('applied_results') "
+                               "WHERE pk > 0 ORDER BY pk)",
+                               -1, &s, NULL),
+            SQLITE_OK);
+        assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+        assert_string_equal((const char *)sqlite3_column_text(s, 0),
+                            "grp,sequence,producer");
+        sqlite3_finalize(s);
+        mom_store_close(f->st);
+        f->st = open_store(f->dir);
+    }
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:77:1200,0:78:1100,5:77:900,");
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 100, 1000), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 0, 77, 1000), 0);
+    assert_int_equal(dedup_status(f, 0, 77, 1200), 202);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_register, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_producers_follow_results, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_results_rekeyed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_history_scan, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queues_fifo, setup, teardown),
