@@ -360,7 +360,7 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
     mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
 }
 
-/* A RaftBatch on a RaftStream, or a batch on a ForwardStream. */
+/* A RaftBatch on a RaftStream. */
 static void
 mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
                     mom_peer_srv *call)
@@ -370,10 +370,6 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
     uint8_t out[16];
     bool ok, no_ack;
 
-    if (method == MOM_PEER_FORWARD_STREAM) {
-        mom_forward_serve(cl->fw, call, MOM_FORWARD_STREAM, msg, len);
-        return;
-    }
     if (method != MOM_PEER_RAFT_STREAM) {
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
@@ -593,10 +589,8 @@ mom_cluster_unary(void *ctx, int method, const uint8_t *req, size_t len,
     if (method == MOM_PEER_RAFT) {
         mom_cluster_raft_received(cl, req, len, call);
     } else if (method == MOM_PEER_FORWARD_BATCH || method == MOM_PEER_FORWARD) {
-        mom_forward_serve(cl->fw, call,
-                          method == MOM_PEER_FORWARD_BATCH ? MOM_FORWARD_BATCH
-                                                           : MOM_FORWARD_ONE,
-                          req, len);
+        mom_forward_serve(cl->fw, call, method == MOM_PEER_FORWARD_BATCH, req,
+                          len);
     } else {
         mom_peer_reply(call, GRPC_STATUS_UNIMPLEMENTED, NULL, 0,
                        "unknown method");

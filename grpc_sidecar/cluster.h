@@ -48,8 +48,7 @@ void mom_cluster_stop(mom_cluster_t *cl);
 
 /*
  * Forwards a request to member `node`: what is forwarded to one member
- * during one loop iteration goes as one batch on its ForwardStream
- * (forward.c).
+ * during one loop iteration goes as one ForwardBatch call (forward.c).
  * cb gets the gRPC status and, when it is OK, the decoded answer (valid
  * during cb); exactly once, later, never from inside this call. Returns -1
  * (cb never called) when it cannot be sent.

@@ -3,28 +3,18 @@
  *
  * Client side: mom_cluster_forward packs the request into the queue of its
  * destination; a uv_prepare handle (before the loop polls) and a uv_check
- * handle (after the I/O callbacks) send each non-empty queue as one batch,
- * so that the requests read from nginx in one loop iteration cost one
- * message per leader instead of one call each. A batch goes on the
- * destination's ForwardStream (opened when needed, again after it breaks)
- * with an id; the answer names it. A stream saves the call set-up of a
- * ForwardBatch call on both sides (HTTP/2 stream, metadata, status, and
- * four of the receiver's completion-queue operations). At most
- * MOM_FORWARD_STREAM_INFLIGHT batches wait on a stream; more go as
- * ForwardBatch calls. A batch's deadline is the earliest of its requests';
- * a failed call, a broken stream, or a batch past its deadline fails each
- * of its requests with that status (route.c retries them; mutations keep
- * their idempotency keys). A batch past its deadline on a stream means a
- * stopped receiver: the stream is cancelled with every batch it holds (as
- * their calls would have reached their deadlines), and the receiver finds
- * no stale backlog when it runs again.
+ * handle (after the I/O callbacks) send each non-empty queue as one
+ * ForwardBatch call, so that the requests read from nginx in one loop
+ * iteration cost one gRPC call per leader instead of one each. The call's
+ * deadline is the earliest of its requests'; a failed call fails each of
+ * its requests with the call's status (route.c retries them; mutations
+ * keep their idempotency keys).
  *
  * Server side: every request of a batch becomes its own operation
- * (mom_ops_forwarded) with a handle (mom_served_t) into the batch; the
- * batch is answered when the last of them is, with the answers in request
- * order. The requests of a batch arrived together and are submitted
- * together, so they usually commit in the same flush: waiting for the last
- * costs little.
+ * (mom_ops_forwarded) with a handle (mom_served_t) into the batch; the call
+ * is answered when the last of them is, with the answers in request order.
+ * The requests of a batch arrived together and are submitted together, so
+ * they usually commit in the same flush: waiting for the last costs little.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +26,6 @@
 /* A batch is sent at once when it reaches either bound. */
 #define MOM_FORWARD_BATCH_MAX 256
 #define MOM_FORWARD_BATCH_BYTES (1024 * 1024)
-/* Batches waiting for their answers on one stream; more go as calls. */
-#define MOM_FORWARD_STREAM_INFLIGHT 64
-/* How often the deadlines of batches on streams are checked. */
-#define MOM_FORWARD_EXPIRY_MS 50
 
 typedef struct {
     mom_cluster_forward_cb cb;
@@ -48,26 +34,20 @@ typedef struct {
     size_t len;
 } mom_fwd_out_t;
 
-typedef struct mom_fwd_call_s mom_fwd_call_t;
-
 typedef struct {
     mom_forward_t *fw;
     mom_peer_channel *ch;
     mom_fwd_out_t *q;
     size_t n, cap, bytes;
-    uint64_t deadline;           /* the earliest of the queued requests' */
-    mom_peer_stream *stream;     /* the ForwardStream, NULL until needed */
-    mom_fwd_call_t *head, *tail; /* batches waiting on it, oldest first */
-    size_t n_pending;
-    uint64_t next_id;
+    uint64_t deadline; /* the earliest of the queued requests' */
 } mom_fwd_queue_t;
 
-/* A batch in flight (a ForwardBatch call or on a stream) or that could
- * not be sent: who waits for which answer. */
+/* A ForwardBatch call in flight (or that could not be sent): who waits
+ * for which answer. */
+typedef struct mom_fwd_call_s mom_fwd_call_t;
 struct mom_fwd_call_s {
-    mom_fwd_call_t *next; /* on its stream, or in the list of failed ones */
+    mom_fwd_call_t *next; /* in the list of failed calls */
     grpc_status_code status;
-    uint64_t id, deadline; /* on a stream */
     size_t n;
     mom_fwd_out_t *out;
 };
@@ -83,13 +63,12 @@ struct mom_served_s {
     bool answered;
 };
 
-/* One served Forward or ForwardBatch call, or batch of a ForwardStream. */
+/* One served Forward or ForwardBatch call. */
 struct mom_fwd_srv_s {
     mom_fwd_srv_t *prev, *next;
     mom_forward_t *fw;
-    mom_peer_srv *call; /* NULL: its stream ended, the answer is dropped */
-    mom_forward_kind kind;
-    uint64_t id; /* ForwardStream: the batch's id */
+    mom_peer_srv *call;
+    bool batch;  /* ForwardBatch: answers wrapped in ForwardResponses */
     bool failed; /* an answer could not be packed */
     size_t n, left;
     mom_served_t items[];
@@ -98,13 +77,12 @@ struct mom_fwd_srv_s {
 struct mom_forward_s {
     uv_loop_t *loop;
     mom_ops_t *ops;
-    mom_fwd_queue_t **queues; /* one per destination channel */
+    mom_fwd_queue_t *queues; /* one per destination channel */
     size_t n_queues;
     mom_fwd_srv_t *served;
     mom_fwd_call_t *failed; /* not sent: reported from prepare/check */
     uv_prepare_t prepare;
     uv_check_t check;
-    uv_timer_t expiry; /* runs while batches wait on streams */
     int open_handles;
     bool stopped;
 };
@@ -131,15 +109,21 @@ mom_fwd_call_free(mom_fwd_call_t *c)
     free(c);
 }
 
-/* Hands each request of c its answer in replies (status OK) or the
- * failure, then frees c. */
 static void
-mom_fwd_answer(mom_fwd_call_t *c, grpc_status_code status,
-               const Mom__ForwardResponses *replies)
+mom_fwd_done(void *ctx, grpc_status_code status, const char *detail,
+             const uint8_t *buf, size_t len)
 {
+    mom_fwd_call_t *c = ctx;
+    Mom__ForwardResponses *replies = NULL;
     Mom__Response *resp;
     grpc_status_code st;
 
+    if (status == GRPC_STATUS_OK) {
+        replies = mom__forward_responses__unpack(NULL, len, buf);
+    } else {
+        mom_log_debug("forward batch of %zu: gRPC status %d %s", c->n,
+                      (int)status, detail);
+    }
     for (size_t i = 0; i < c->n; i++) {
         resp = NULL;
         st = status;
@@ -157,26 +141,10 @@ mom_fwd_answer(mom_fwd_call_t *c, grpc_status_code status,
             mom__response__free_unpacked(resp, NULL);
         }
     }
-    mom_fwd_call_free(c);
-}
-
-static void
-mom_fwd_done(void *ctx, grpc_status_code status, const char *detail,
-             const uint8_t *buf, size_t len)
-{
-    mom_fwd_call_t *c = ctx;
-    Mom__ForwardResponses *replies = NULL;
-
-    if (status == GRPC_STATUS_OK) {
-        replies = mom__forward_responses__unpack(NULL, len, buf);
-    } else {
-        mom_log_debug("forward batch of %zu: gRPC status %d %s", c->n,
-                      (int)status, detail);
-    }
-    mom_fwd_answer(c, status, replies);
     if (replies != NULL) {
         mom__forward_responses__free_unpacked(replies, NULL);
     }
+    mom_fwd_call_free(c);
 }
 
 /* Calls that could not be sent fail here, outside of any caller of
@@ -188,7 +156,13 @@ mom_fwd_report_failed(mom_forward_t *fw)
 
     while ((c = fw->failed) != NULL) {
         fw->failed = c->next;
-        mom_fwd_answer(c, c->status, NULL);
+        for (size_t i = 0; i < c->n; i++) {
+            mom_fwd_out_free(&c->out[i]);
+        }
+        for (size_t i = 0; i < c->n; i++) {
+            c->out[i].cb(c->out[i].ctx, c->status, NULL);
+        }
+        mom_fwd_call_free(c);
     }
 }
 
@@ -197,13 +171,13 @@ mom_fwd_report_failed(mom_forward_t *fw)
 static mom_fwd_call_t *
 mom_fwd_queue_take(mom_fwd_queue_t *q)
 {
-    mom_fwd_call_t *c = calloc(1, sizeof(*c));
+    mom_fwd_call_t *c = malloc(sizeof(*c));
 
     if (c == NULL) {
         return NULL;
     }
+    c->next = NULL;
     c->status = GRPC_STATUS_OK;
-    c->deadline = q->deadline;
     c->n = q->n;
     c->out = q->q;
     q->q = NULL;
@@ -220,182 +194,7 @@ mom_fwd_call_failed(mom_forward_t *fw, mom_fwd_call_t *c,
     fw->failed = c;
 }
 
-/* Takes the batches waiting on q's stream (the stream is gone): the
- * caller fails them. */
-static mom_fwd_call_t *
-mom_fwd_stream_take(mom_fwd_queue_t *q)
-{
-    mom_fwd_call_t *c = q->head;
-
-    q->stream = NULL;
-    q->head = q->tail = NULL;
-    q->n_pending = 0;
-    return c;
-}
-
-/* The stream broke (or the receiver ended it): its batches fail. */
-static void
-mom_fwd_stream_ended(void *ctx, grpc_status_code status, const char *detail)
-{
-    mom_fwd_queue_t *q = ctx;
-    mom_fwd_call_t *c = mom_fwd_stream_take(q), *next;
-
-    mom_log_debug("forward stream: gRPC status %d %s", (int)status, detail);
-    if (status == GRPC_STATUS_OK) {
-        status = GRPC_STATUS_UNAVAILABLE;
-    }
-    for (; c != NULL; c = next) {
-        next = c->next;
-        mom_fwd_answer(c, status, NULL);
-    }
-}
-
-/* The answer to one batch on the stream. */
-static void
-mom_fwd_stream_reply(void *ctx, const uint8_t *buf, size_t len)
-{
-    mom_fwd_queue_t *q = ctx;
-    Mom__ForwardResponses *replies;
-    mom_fwd_call_t *c, *prev = NULL;
-
-    replies = mom__forward_responses__unpack(NULL, len, buf);
-    if (replies == NULL) {
-        mom_peer_stream_cancel(q->stream); /* no callback after this */
-        mom_fwd_stream_ended(q, GRPC_STATUS_INTERNAL,
-                             "undecodable ForwardResponses");
-        return;
-    }
-    for (c = q->head; c != NULL && c->id != replies->id; c = c->next) {
-        prev = c;
-    }
-    if (c != NULL) {
-        if (prev != NULL) {
-            prev->next = c->next;
-        } else {
-            q->head = c->next;
-        }
-        if (q->tail == c) {
-            q->tail = prev;
-        }
-        q->n_pending--;
-        mom_fwd_answer(c, GRPC_STATUS_OK, replies);
-    }
-    mom__forward_responses__free_unpacked(replies, NULL);
-}
-
-static const mom_peer_stream_cbs mom_fwd_stream_cbs = {
-    .on_message = mom_fwd_stream_reply,
-    .on_end = mom_fwd_stream_ended,
-};
-
-/* A stream holding a batch past its deadline is cancelled with all of
- * them; the others fail as if their calls had broken. */
-static void
-mom_fwd_on_expiry(uv_timer_t *t)
-{
-    mom_forward_t *fw = t->data;
-    uint64_t now = uv_now(fw->loop);
-    mom_fwd_call_t *c, *next;
-    mom_fwd_queue_t *q;
-    bool waiting = false;
-
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        q = fw->queues[i];
-        for (c = q->head; c != NULL && c->deadline > now; c = c->next) {
-        }
-        if (c == NULL) {
-            continue;
-        }
-        mom_log_debug("forward stream: a batch is past its deadline");
-        mom_peer_stream_cancel(q->stream); /* no callback after this */
-        for (c = mom_fwd_stream_take(q); c != NULL; c = next) {
-            next = c->next;
-            mom_fwd_answer(c,
-                           c->deadline <= now ? GRPC_STATUS_DEADLINE_EXCEEDED
-                                              : GRPC_STATUS_UNAVAILABLE,
-                           NULL);
-        }
-    }
-    /* the callbacks may have sent new batches */
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        waiting = waiting || fw->queues[i]->head != NULL;
-    }
-    if (!waiting) {
-        uv_timer_stop(t);
-    }
-}
-
-/* Sends the packed batch c on q's stream; 0 when it went. */
-static int
-mom_fwd_stream_send(mom_fwd_queue_t *q, mom_fwd_call_t *c,
-                    Mom__ForwardRequests *batch)
-{
-    mom_forward_t *fw = q->fw;
-    uint8_t *buf;
-    size_t len;
-    int rc;
-
-    if (q->n_pending >= MOM_FORWARD_STREAM_INFLIGHT) {
-        return -1;
-    }
-    if (q->stream == NULL) {
-        q->stream = mom_peer_bidi_call(q->ch, MOM_PEER_PATH_FORWARD_STREAM, 0,
-                                       &mom_fwd_stream_cbs, q);
-        if (q->stream == NULL) {
-            return -1;
-        }
-    }
-    batch->id = ++q->next_id;
-    len = mom__forward_requests__get_packed_size(batch);
-    if ((buf = malloc(len > 0 ? len : 1)) == NULL) {
-        return -1;
-    }
-    mom__forward_requests__pack(batch, buf);
-    rc = mom_peer_stream_write(q->stream, buf, len);
-    memset(buf, 0, len); /* may hold a password */
-    free(buf);
-    if (rc != 0) {
-        return -1;
-    }
-    c->id = batch->id;
-    c->next = NULL;
-    if (q->tail != NULL) {
-        q->tail->next = c;
-    } else {
-        q->head = c;
-    }
-    q->tail = c;
-    q->n_pending++;
-    if (!uv_is_active((uv_handle_t *)&fw->expiry)) {
-        uv_timer_start(&fw->expiry, mom_fwd_on_expiry, MOM_FORWARD_EXPIRY_MS,
-                       MOM_FORWARD_EXPIRY_MS);
-    }
-    return 0;
-}
-
-/* Sends the packed batch c as a ForwardBatch call; 0 when it went. */
-static int
-mom_fwd_call_send(mom_fwd_queue_t *q, mom_fwd_call_t *c,
-                  Mom__ForwardRequests *batch, int deadline)
-{
-    uint8_t *buf;
-    size_t len;
-    int rc;
-
-    batch->id = 0;
-    len = mom__forward_requests__get_packed_size(batch);
-    if ((buf = malloc(len > 0 ? len : 1)) == NULL) {
-        return -1;
-    }
-    mom__forward_requests__pack(batch, buf);
-    rc = mom_peer_call(q->ch, MOM_PEER_PATH_FORWARD_BATCH, buf, len, deadline,
-                       mom_fwd_done, c);
-    memset(buf, 0, len); /* may hold a password */
-    free(buf);
-    return rc;
-}
-
-/* Sends what q holds as one batch; its callers are answered later. */
+/* Sends what q holds as one call; its callers are answered later. */
 static void
 mom_fwd_queue_send(mom_fwd_queue_t *q)
 {
@@ -403,6 +202,8 @@ mom_fwd_queue_send(mom_fwd_queue_t *q)
     uint64_t now = uv_now(q->fw->loop);
     ProtobufCBinaryData *reqs;
     mom_fwd_call_t *c;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     int deadline, rc = -1;
 
     if (q->n == 0) {
@@ -420,11 +221,16 @@ mom_fwd_queue_send(mom_fwd_queue_t *q)
         }
         batch.n_requests = c->n;
         batch.requests = reqs;
-        rc = mom_fwd_stream_send(q, c, &batch);
-        if (rc != 0) {
-            rc = mom_fwd_call_send(q, c, &batch, deadline);
-        }
+        len = mom__forward_requests__get_packed_size(&batch);
+        buf = malloc(len);
     }
+    if (buf != NULL) {
+        mom__forward_requests__pack(&batch, buf);
+        rc = mom_peer_call(q->ch, MOM_PEER_PATH_FORWARD_BATCH, buf, len,
+                           deadline, mom_fwd_done, c);
+        memset(buf, 0, len); /* may hold a password */
+    }
+    free(buf);
     free(reqs);
     for (size_t i = 0; i < c->n; i++) {
         mom_fwd_out_free(&c->out[i]); /* only the callbacks are needed */
@@ -439,7 +245,7 @@ static void
 mom_fwd_flush(mom_forward_t *fw)
 {
     for (size_t i = 0; i < fw->n_queues; i++) {
-        mom_fwd_queue_send(fw->queues[i]);
+        mom_fwd_queue_send(&fw->queues[i]);
     }
     mom_fwd_report_failed(fw);
 }
@@ -459,25 +265,22 @@ mom_fwd_on_check(uv_check_t *h)
 static mom_fwd_queue_t *
 mom_fwd_queue(mom_forward_t *fw, mom_peer_channel *ch)
 {
-    mom_fwd_queue_t **qs, *q;
+    mom_fwd_queue_t *q;
 
     for (size_t i = 0; i < fw->n_queues; i++) {
-        if (fw->queues[i]->ch == ch) {
-            return fw->queues[i];
+        if (fw->queues[i].ch == ch) {
+            return &fw->queues[i];
         }
     }
-    /* each queue stays where it is: its stream's callbacks point to it */
-    qs = realloc(fw->queues, (fw->n_queues + 1) * sizeof(*qs));
-    if (qs == NULL) {
+    q = realloc(fw->queues, (fw->n_queues + 1) * sizeof(*q));
+    if (q == NULL) {
         return NULL;
     }
-    fw->queues = qs;
-    if ((q = calloc(1, sizeof(*q))) == NULL) {
-        return NULL;
-    }
+    fw->queues = q;
+    q = &fw->queues[fw->n_queues++];
+    memset(q, 0, sizeof(*q));
     q->fw = fw;
     q->ch = ch;
-    fw->queues[fw->n_queues++] = q;
     return q;
 }
 
@@ -547,81 +350,43 @@ mom_fwd_srv_free(mom_fwd_srv_t *b)
     free(b);
 }
 
-/* Ends a ForwardStream we cannot answer on: its batches still being
- * served finish, their answers are dropped. */
-static void
-mom_fwd_srv_abort(mom_forward_t *fw, mom_peer_srv *call,
-                  grpc_status_code status, const char *detail)
-{
-    for (mom_fwd_srv_t *b = fw->served; b != NULL; b = b->next) {
-        if (b->call == call) {
-            b->call = NULL;
-        }
-    }
-    mom_peer_stream_end(call, status, detail);
-}
-
-/* The batch's answers packed as one ForwardResponses (NULL: out of
- * memory). */
-static uint8_t *
-mom_fwd_srv_pack(mom_fwd_srv_t *b, size_t *len)
-{
-    Mom__ForwardResponses replies = MOM__FORWARD_RESPONSES__INIT;
-    ProtobufCBinaryData *resps = malloc(b->n * sizeof(*resps) + 1);
-    uint8_t *buf = NULL;
-
-    if (resps != NULL) {
-        for (size_t i = 0; i < b->n; i++) {
-            resps[i].data = b->items[i].resp;
-            resps[i].len = b->items[i].len;
-        }
-        replies.n_responses = b->n;
-        replies.responses = resps;
-        replies.id = b->id;
-        *len = mom__forward_responses__get_packed_size(&replies);
-        if ((buf = malloc(*len > 0 ? *len : 1)) != NULL) {
-            mom__forward_responses__pack(&replies, buf);
-        }
-    }
-    free(resps);
-    return buf;
-}
-
 static void
 mom_fwd_srv_reply(mom_fwd_srv_t *b)
 {
-    mom_forward_t *fw = b->fw;
-    mom_peer_srv *call = b->call;
-    mom_forward_kind kind = b->kind;
-    bool failed = b->failed;
+    Mom__ForwardResponses replies = MOM__FORWARD_RESPONSES__INIT;
+    ProtobufCBinaryData *resps = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
 
-    if (call != NULL && !failed && kind == MOM_FORWARD_ONE) {
-        mom_peer_reply(call, GRPC_STATUS_OK, b->items[0].resp, b->items[0].len,
-                       NULL);
-    } else if (call != NULL && !failed) {
-        buf = mom_fwd_srv_pack(b, &len);
-        if (buf == NULL) {
-            failed = true;
-        } else if (kind == MOM_FORWARD_BATCH) {
-            mom_peer_reply(call, GRPC_STATUS_OK, buf, len, NULL);
-        } else if (mom_peer_stream_send(call, buf, len) != 0) {
-            failed = true; /* the sender does not read its answers */
+    if (b->failed) {
+        mom_peer_reply(b->call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                       "out of memory");
+    } else if (!b->batch) {
+        mom_peer_reply(b->call, GRPC_STATUS_OK, b->items[0].resp,
+                       b->items[0].len, NULL);
+    } else {
+        resps = malloc(b->n * sizeof(*resps));
+        if (resps != NULL) {
+            for (size_t i = 0; i < b->n; i++) {
+                resps[i].data = b->items[i].resp;
+                resps[i].len = b->items[i].len;
+            }
+            replies.n_responses = b->n;
+            replies.responses = resps;
+            len = mom__forward_responses__get_packed_size(&replies);
+            buf = malloc(len > 0 ? len : 1);
+        }
+        if (buf != NULL) {
+            mom__forward_responses__pack(&replies, buf);
+            mom_peer_reply(b->call, GRPC_STATUS_OK, buf, len, NULL);
+        } else {
+            mom_peer_reply(b->call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                           "out of memory");
         }
         free(buf);
+        free(resps);
     }
     mom_fwd_srv_free(b);
-    if (call == NULL || !failed) {
-        return; /* answered, or its stream is over */
-    }
-    if (kind == MOM_FORWARD_STREAM) {
-        mom_fwd_srv_abort(fw, call, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                          "cannot answer");
-    } else {
-        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
-                       "out of memory");
-    }
 }
 
 /* One answer fewer to wait for; the last one answers the call. */
@@ -672,20 +437,8 @@ mom_fwd_srv_undecodable(mom_served_t *s)
     mom_cluster_answer(s, &resp);
 }
 
-/* A call or stream we cannot serve: how it ends. */
-static void
-mom_fwd_srv_refuse(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
-                   grpc_status_code status, const char *detail)
-{
-    if (kind == MOM_FORWARD_STREAM) {
-        mom_fwd_srv_abort(fw, call, status, detail);
-    } else {
-        mom_peer_reply(call, status, NULL, 0, detail);
-    }
-}
-
 void
-mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
+mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
                   const uint8_t *req, size_t len)
 {
     Mom__ForwardRequests *reqs = NULL;
@@ -693,11 +446,11 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
     mom_fwd_srv_t *b;
     size_t n = 1;
 
-    if (kind != MOM_FORWARD_ONE) {
+    if (batch) {
         reqs = mom__forward_requests__unpack(NULL, len, req);
         if (reqs == NULL) {
-            mom_fwd_srv_refuse(fw, call, kind, GRPC_STATUS_INVALID_ARGUMENT,
-                               "undecodable ForwardRequests");
+            mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
+                           "undecodable ForwardRequests");
             return;
         }
         n = reqs->n_requests;
@@ -707,14 +460,13 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
         if (reqs != NULL) {
             mom__forward_requests__free_unpacked(reqs, NULL);
         }
-        mom_fwd_srv_refuse(fw, call, kind, GRPC_STATUS_RESOURCE_EXHAUSTED,
-                           "out of memory");
+        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                       "out of memory");
         return;
     }
     b->fw = fw;
     b->call = call;
-    b->kind = kind;
-    b->id = reqs != NULL ? reqs->id : 0;
+    b->batch = batch;
     b->n = n;
     b->left = n + 1; /* ours, released below: nothing answers b early */
     b->next = fw->served;
@@ -724,10 +476,10 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
     fw->served = b;
     for (size_t i = 0; i < n; i++) {
         b->items[i].b = b;
-        r = reqs != NULL ? mom__request__unpack(NULL, reqs->requests[i].len,
-                                                reqs->requests[i].data)
-                         : mom__request__unpack(NULL, len, req);
-        if (r == NULL && reqs == NULL) {
+        r = batch ? mom__request__unpack(NULL, reqs->requests[i].len,
+                                         reqs->requests[i].data)
+                  : mom__request__unpack(NULL, len, req);
+        if (r == NULL && !batch) {
             mom_fwd_srv_free(b);
             mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
                            "undecodable Request");
@@ -752,12 +504,9 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, mom_forward_kind kind,
 bool
 mom_forward_closed(mom_forward_t *fw, mom_peer_srv *call)
 {
-    mom_fwd_srv_t *b, *next;
-    bool found = false;
+    mom_fwd_srv_t *b;
 
-    /* a stream has any number of batches being served */
-    for (b = fw->served; b != NULL; b = next) {
-        next = b->next;
+    for (b = fw->served; b != NULL; b = b->next) {
         if (b->call != call) {
             continue;
         }
@@ -767,9 +516,9 @@ mom_forward_closed(mom_forward_t *fw, mom_peer_srv *call)
             }
         }
         mom_fwd_srv_free(b);
-        found = true;
+        return true;
     }
-    return found;
+    return false;
 }
 
 /* --- start / stop --- */
@@ -786,10 +535,8 @@ mom_forward_new(uv_loop_t *loop, mom_ops_t *ops)
     fw->ops = ops;
     uv_prepare_init(loop, &fw->prepare);
     uv_check_init(loop, &fw->check);
-    uv_timer_init(loop, &fw->expiry);
     fw->prepare.data = fw;
     fw->check.data = fw;
-    fw->expiry.data = fw;
     uv_prepare_start(&fw->prepare, mom_fwd_on_prepare);
     uv_check_start(&fw->check, mom_fwd_on_check);
     return fw;
@@ -798,22 +545,13 @@ mom_forward_new(uv_loop_t *loop, mom_ops_t *ops)
 void
 mom_forward_stop(mom_forward_t *fw)
 {
-    mom_fwd_call_t *c, *next;
-    mom_fwd_queue_t *q;
+    mom_fwd_call_t *c;
 
     fw->stopped = true;
-    uv_timer_stop(&fw->expiry);
     for (size_t i = 0; i < fw->n_queues; i++) {
-        q = fw->queues[i];
-        if (q->n > 0 && (c = mom_fwd_queue_take(q)) != NULL) {
+        if (fw->queues[i].n > 0 &&
+            (c = mom_fwd_queue_take(&fw->queues[i])) != NULL) {
             mom_fwd_call_failed(fw, c, GRPC_STATUS_CANCELLED);
-        }
-        if (q->stream != NULL) {
-            mom_peer_stream_cancel(q->stream); /* no callback after this */
-            for (c = mom_fwd_stream_take(q); c != NULL; c = next) {
-                next = c->next;
-                mom_fwd_call_failed(fw, c, GRPC_STATUS_CANCELLED);
-            }
         }
     }
     mom_fwd_report_failed(fw);
@@ -828,11 +566,10 @@ mom_fwd_closed(uv_handle_t *h)
         return;
     }
     for (size_t i = 0; i < fw->n_queues; i++) {
-        for (size_t j = 0; j < fw->queues[i]->n; j++) {
-            mom_fwd_out_free(&fw->queues[i]->q[j]);
+        for (size_t j = 0; j < fw->queues[i].n; j++) {
+            mom_fwd_out_free(&fw->queues[i].q[j]);
         }
-        free(fw->queues[i]->q);
-        free(fw->queues[i]);
+        free(fw->queues[i].q);
     }
     free(fw->queues);
     free(fw);
@@ -845,8 +582,7 @@ mom_forward_free(mom_forward_t *fw)
     while (fw->served != NULL) {
         mom_forward_closed(fw, fw->served->call);
     }
-    fw->open_handles = 3;
+    fw->open_handles = 2;
     uv_close((uv_handle_t *)&fw->prepare, mom_fwd_closed);
     uv_close((uv_handle_t *)&fw->check, mom_fwd_closed);
-    uv_close((uv_handle_t *)&fw->expiry, mom_fwd_closed);
 }

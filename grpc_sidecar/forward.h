@@ -1,12 +1,10 @@
 /*
- * Requests forwarded between members, both ways (cluster.c's Forward,
- * ForwardBatch and ForwardStream). A node batches what it forwards to one
- * member during one loop iteration and sends the batch on its long-lived
- * ForwardStream to that member (a ForwardBatch call when the stream has too
- * many batches in flight); the member serves each request of a batch as
- * its own operation (ops.c) and answers the batch once every one of them
- * has its answer. The public face is cluster.h (mom_cluster_forward,
- * mom_cluster_attach, mom_cluster_answer).
+ * Requests forwarded between members, both ways (cluster.c's Forward and
+ * ForwardBatch). A node batches what it forwards to one member during one
+ * loop iteration into one ForwardBatch call; the member serves each request
+ * of a batch as its own operation (ops.c) and answers the call once every
+ * one of them has its answer. The public face is cluster.h
+ * (mom_cluster_forward, mom_cluster_attach, mom_cluster_answer).
  */
 #ifndef MOM_FORWARD_H
 #define MOM_FORWARD_H
@@ -32,19 +30,13 @@ int mom_forward_send(mom_forward_t *fw, mom_peer_channel *ch,
                      const Mom__Request *req, int deadline_ms,
                      mom_cluster_forward_cb cb, void *ctx);
 
-typedef enum {
-    MOM_FORWARD_ONE,    /* a Forward call: req is one mom.Request */
-    MOM_FORWARD_BATCH,  /* a ForwardBatch call: req is mom.ForwardRequests */
-    MOM_FORWARD_STREAM, /* a ForwardRequests message on a ForwardStream */
-} mom_forward_kind;
+/* Serves a Forward (batch false: req is one mom.Request) or a
+ * ForwardBatch (req is a mom.ForwardRequests). */
+void mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
+                       const uint8_t *req, size_t len);
 
-/* Serves a forwarded request or batch received on call. */
-void mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call,
-                       mom_forward_kind kind, const uint8_t *req, size_t len);
-
-/* The peer of a served call went away: true when it was a forward with
- * batches being served (their operations are detached: their answers are
- * dropped). */
+/* The peer of a served call went away: true when it was a forward (its
+ * operations are detached: their answers are dropped). */
 bool mom_forward_closed(mom_forward_t *fw, mom_peer_srv *call);
 
 /* Before mom_peer_stop: queued forwards fail (CANCELLED), nothing more is

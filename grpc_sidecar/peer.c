@@ -40,8 +40,6 @@ const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS] = {
     [MOM_PEER_SUBSCRIBE] = {MOM_PEER_PATH_SUBSCRIBE, MOM_PEER_SERVER_STREAM},
     [MOM_PEER_FORWARD_BATCH] = {MOM_PEER_PATH_FORWARD_BATCH, MOM_PEER_UNARY},
     [MOM_PEER_RAFT_STREAM] = {MOM_PEER_PATH_RAFT_STREAM, MOM_PEER_BIDI_STREAM},
-    [MOM_PEER_FORWARD_STREAM] = {MOM_PEER_PATH_FORWARD_STREAM,
-                                 MOM_PEER_BIDI_STREAM},
 };
 
 static void peer_dispatch(mom_peer *p, mom_peer_op *o);

@@ -22,7 +22,6 @@
 #define MOM_PEER_PATH_SUBSCRIBE "/mom.Peer/Subscribe"
 #define MOM_PEER_PATH_FORWARD_BATCH "/mom.Peer/ForwardBatch"
 #define MOM_PEER_PATH_RAFT_STREAM "/mom.Peer/RaftStream"
-#define MOM_PEER_PATH_FORWARD_STREAM "/mom.Peer/ForwardStream"
 
 typedef enum {
     MOM_PEER_UNARY,
@@ -42,7 +41,6 @@ enum {
     MOM_PEER_SUBSCRIBE,
     MOM_PEER_FORWARD_BATCH,
     MOM_PEER_RAFT_STREAM,
-    MOM_PEER_FORWARD_STREAM,
     MOM_PEER_NMETHODS
 };
 extern const mom_peer_method mom_peer_service[MOM_PEER_NMETHODS];
