@@ -135,6 +135,13 @@ $(BUILD)/bench/sse_bench: bench/sse_bench.c bench/http_resp.c bench/http_resp.h
 
 bench-tools: $(BUILD)/bench/sse_bench
 
+# CPU per applied command of momd's store (docs/benchmarks.md)
+$(BUILD)/bench/store_bench: bench/store_bench.c $(MOMD_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(MOMD_CFLAGS) -o $@ bench/store_bench.c $(MOMD_OBJS) $(LIBS_PKG)
+
+build/bench/store_bench: $(BUILD)/bench/store_bench ;
+
 format:
 	clang-format -i grpc_sidecar/*.c grpc_sidecar/*.h grpc_sidecar/tests/*.c
 
