@@ -19,10 +19,11 @@
  * Per subscriber the worker holds at most momd's sse_buffer
  * (Response.stream_buffer) plus 256 KiB unsent, about what momd and the
  * socket held for a subscriber on its own stream; beyond it the subscriber
- * is ended with "subscriber too slow". The hub's END (topic deleted, momd shutting down
- * or cutting the hub off) is written to every attached subscriber, and the
- * hub's connection failing ends them without an event: they resume with
- * Last-Event-ID. Pending subscribers stay on their own streams.
+ * is ended with "subscriber too slow". The hub's END (topic deleted, momd
+ * shutting down or cutting the hub off) is written to every attached
+ * subscriber, and the hub's connection failing ends them without an event:
+ * they resume with Last-Event-ID. Pending subscribers stay on their own
+ * streams.
  */
 
 

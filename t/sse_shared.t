@@ -18,6 +18,8 @@
 #    stream off) ends every subscriber on it with "subscriber too slow",
 #    each with a gapless prefix, and they resume with Last-Event-ID.
 # 6. Deleting the topic ends every subscriber with "topic deleted".
+# 7. Token expiry ends one subscriber of the shared stream and not the
+#    others; heartbeats go on.
 
 use strict;
 use warnings;
@@ -301,6 +303,47 @@ for my $s (@gone) {
     $s->disconnect;
 }
 is($deleted, 6, 'every subscriber ends with "topic deleted"');
+
+# --- 7. token expiry and heartbeats on the shared stream ----------------------
+
+create('exp');
+my $short = $t->jwt({sub => 'alice', iat => int(time),
+                      exp => int(time) + 3});
+my $expiring = $t->sse('/messages/messages/topic/exp', token => $short);
+my $staying = $t->sse('/messages/messages/topic/exp');
+is($expiring->status, 200, 'a stream with a 3 s token');
+is(publish('exp', 1), 200, 'a message');
+$_->data_events(1, timeout => 10) for $expiring, $staying;
+# both are on the shared stream now; publish on past the expiry
+my (@exp_got, $exp_end);
+my $t0 = time;
+for my $i (2 .. 40) {
+    publish('exp', $i);
+    sleep 0.1;
+    while (!$exp_end && (my $ev = $expiring->next_data(timeout => 0.01))) {
+        if (($ev->{event} // '') eq 'end') { $exp_end = $ev; last }
+        push @exp_got, $ev;
+    }
+}
+is($exp_end && $exp_end->{json} && $exp_end->{json}{reason}, 'token expired',
+   'a subscriber on the shared stream ends when its token expires');
+my $exp_at = $exp_end ? $exp_end->{t} - $t0 : 99;
+ok($exp_at > 1 && $exp_at < 5, sprintf 'at its expiry (%.1f s)', $exp_at);
+is_deeply(ids(@exp_got), [2 .. @exp_got + 1], 'gapless until then');
+ok($expiring->wait_closed(3), 'its stream closed');
+$expiring->disconnect;
+my @stay = $staying->data_events(39, timeout => 10);
+is_deeply(ids(@stay), [2 .. 40], 'the other one goes on');
+# heartbeats (1 s) keep coming on the shared stream's subscribers
+my @pings;
+my $dl = time + 2.5;
+while (time < $dl) {
+    my $b = $staying->next_block(timeout => $dl - time) // last;
+    push @pings, $b if grep { /^ping/ } @{$b->{comments}};
+}
+cmp_ok(scalar @pings, '>=', 1, 'heartbeats go on ('
+       . scalar(@pings) . ' in 2.5 s)');
+$staying->disconnect;
 
 $t->check_logs;
 done_testing;
