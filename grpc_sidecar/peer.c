@@ -58,6 +58,8 @@ mom_peer_op_init(mom_peer_op *o, void *owner, mom_peer_op_kind kind)
     o->owner = owner;
     o->kind = kind;
     o->success = 0;
+    o->lazy = 0;
+    o->queued = 0;
 }
 
 grpc_byte_buffer *
@@ -94,7 +96,10 @@ grpc_call_error
 mom_peer_start_batch(mom_peer *p, grpc_call *call, const grpc_op *ops, size_t n,
                      mom_peer_op *o)
 {
-    grpc_call_error err = grpc_call_start_batch(call, ops, n, o, NULL);
+    grpc_call_error err;
+
+    o->queued = 0; /* not in flight: the completion-queue thread is away */
+    err = grpc_call_start_batch(call, ops, n, o, NULL);
 
     if (err == GRPC_CALL_OK) {
         p->outstanding++;
@@ -132,20 +137,24 @@ peer_cq_thread(void *arg)
         o->next = NULL;
 
         pthread_mutex_lock(&p->mu);
-        int was_empty = p->q_head == NULL;
-        if (was_empty) {
+        if (p->q_head == NULL) {
             p->q_head = o;
         } else {
             p->q_tail->next = o;
         }
         p->q_tail = o;
+        o->queued = 1;
+        /* one wake-up per burst; a lazy op waits for the next one */
+        int wake = !o->lazy && !p->wake_pending;
+        if (wake) {
+            p->wake_pending = 1;
+        }
         int waiting = p->waiting;
         pthread_mutex_unlock(&p->mu);
 
         if (waiting) {
             pthread_cond_signal(&p->cond);
-        } else if (was_empty) {
-            /* a non-empty queue already has a wake-up pending */
+        } else if (wake) {
             uv_async_send(&p->async);
         }
     }
@@ -158,6 +167,7 @@ peer_cq_thread(void *arg)
 static void
 peer_take_locked(mom_peer *p)
 {
+    p->wake_pending = 0;
     if (p->q_head == NULL) {
         return;
     }
@@ -199,6 +209,38 @@ peer_on_async(uv_async_t *a)
     while (!p->stopping && (o = peer_pop_local(p)) != NULL) {
         peer_dispatch(p, o);
     }
+}
+
+/* The loop now waits for lazy op o: its completion wakes the loop, at
+ * once if it is already in the hand-off list. */
+static void
+peer_op_eager(mom_peer *p, mom_peer_op *o)
+{
+    int wake = 0;
+
+    pthread_mutex_lock(&p->mu);
+    if (o->lazy) {
+        o->lazy = 0;
+        if (o->queued && !p->wake_pending) {
+            p->wake_pending = wake = 1;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    if (wake) {
+        uv_async_send(&p->async);
+    }
+}
+
+/* Whether op o has completed (it may wait, lazy, in the hand-off list). */
+static int
+peer_op_completed(mom_peer *p, const mom_peer_op *o)
+{
+    int done;
+
+    pthread_mutex_lock(&p->mu);
+    done = o->queued;
+    pthread_mutex_unlock(&p->mu);
+    return done;
 }
 
 /* --- client side --------------------------------------------------------- */
@@ -563,6 +605,10 @@ cli_pump(mom_peer_stream *s)
     s->send_bb = mom_peer_msgq_pop(&s->q);
     mom_peer_op_fill(&ops[0], GRPC_OP_SEND_MESSAGE);
     ops[0].data.send_message.send_message = s->send_bb;
+    /* Nothing waits for this send's completion unless a write follows
+     * (mom_peer_stream_write makes it eager): it does not wake the loop,
+     * which would end the current batching window of the caller. */
+    s->op_send.lazy = s->q.head == NULL;
     if (cli_batch(s, ops, 1, &s->op_send) == 0) {
         s->sending = 1;
     } else {
@@ -584,6 +630,9 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
+    if (s->sending) {
+        peer_op_eager(p, &s->op_send); /* this message waits for it */
+    }
     cli_pump(s);
     return 0;
 }
@@ -591,7 +640,8 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
 size_t
 mom_peer_stream_unsent(const mom_peer_stream *s)
 {
-    return s->q.count + (s->sending ? 1 : 0);
+    return s->q.count +
+           (s->sending && !peer_op_completed(s->p, &s->op_send) ? 1 : 0);
 }
 
 static void

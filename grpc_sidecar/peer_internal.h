@@ -41,6 +41,11 @@ typedef struct mom_peer_op {
     void *owner;
     mom_peer_op_kind kind;
     int success;
+    /* Lazy: its completion does not wake the loop by itself (it is
+     * dispatched with the next one that does). Set by the loop before the
+     * batch starts, cleared under mu; queued: completed and in the
+     * hand-off list, under mu. */
+    unsigned lazy : 1, queued : 1;
 } mom_peer_op;
 
 typedef struct mom_peer_msg {
@@ -127,7 +132,8 @@ struct mom_peer {
     pthread_mutex_t mu;
     pthread_cond_t cond;
     mom_peer_op *q_head, *q_tail;
-    int waiting; /* mom_peer_stop waits on cond */
+    int waiting;      /* mom_peer_stop waits on cond */
+    int wake_pending; /* uv_async_send made, the loop has not taken q */
 
     /* loop thread only from here */
     mom_peer_op *local_head, *local_tail; /* taken from q, being dispatched */
