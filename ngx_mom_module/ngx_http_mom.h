@@ -131,6 +131,9 @@ ngx_int_t ngx_http_mom_send_reply(ngx_http_request_t *r,
     ngx_http_mom_ctx_t *ctx, Mom__Response *resp);
 ngx_int_t ngx_http_mom_frame_length(u_char *p, u_char *last, size_t max,
     size_t *len);
+u_char *ngx_http_mom_frame_pack(u_char *p, const Mom__Request *req,
+    size_t size);
+ngx_int_t ngx_http_mom_connect(ngx_addr_t *addr, ngx_connection_t **c);
 ngx_str_t *ngx_http_mom_status_line(ngx_uint_t status);
 
 /* errors */

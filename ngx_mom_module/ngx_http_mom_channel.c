@@ -237,9 +237,8 @@ ngx_http_mom_channel_get(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch)
 {
-    ngx_int_t              rc;
-    ngx_connection_t      *c;
-    ngx_peer_connection_t  pc;
+    ngx_int_t          rc;
+    ngx_connection_t  *c;
 
     if ((ngx_msec_int_t) (ngx_current_msec - ch->retry_at) < 0) {
         return NGX_DECLINED;
@@ -267,28 +266,13 @@ ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch)
     ch->out.pos = ch->out.start;
     ch->out.last = ch->out.start;
 
-    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
+    rc = ngx_http_mom_connect(ch->addr, &c);
 
-    pc.sockaddr = ch->addr->sockaddr;
-    pc.socklen = ch->addr->socklen;
-    pc.name = &ch->addr->name;
-    pc.get = ngx_event_get_peer;
-    pc.log = ngx_cycle->log;
-    pc.log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(&pc);
-
-    if (rc != NGX_OK && rc != NGX_AGAIN) {
-        if (pc.connection) {
-            ngx_close_connection(pc.connection);
-        }
-
+    if (rc == NGX_ERROR) {
         ch->retry_at = ngx_current_msec + NGX_HTTP_MOM_CHANNEL_BACKOFF;
 
         return NGX_DECLINED;
     }
-
-    c = pc.connection;
 
     c->data = ch;
     c->read->handler = ngx_http_mom_channel_read_handler;
@@ -302,7 +286,7 @@ ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch)
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, ngx_cycle->log, 0,
-                   "mom channel connected to %V", pc.name);
+                   "mom channel connected to %V", &ch->addr->name);
 
     return NGX_OK;
 }
@@ -355,8 +339,7 @@ ngx_http_mom_channel_reserve(ngx_buf_t *b, size_t size)
 static ngx_int_t
 ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch, Mom__Request *req)
 {
-    u_char  *p;
-    size_t   size;
+    size_t  size;
 
     size = mom__request__get_packed_size(req);
 
@@ -368,14 +351,7 @@ ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch, Mom__Request *req)
         return NGX_ERROR;
     }
 
-    p = ch->out.last;
-
-    *p++ = (u_char) (size >> 24);
-    *p++ = (u_char) (size >> 16);
-    *p++ = (u_char) (size >> 8);
-    *p++ = (u_char) size;
-
-    ch->out.last = p + mom__request__pack(req, p);
+    ch->out.last = ngx_http_mom_frame_pack(ch->out.last, req, size);
 
     if (ch->connected && !ch->connection->write->posted) {
         ngx_post_event(ch->connection->write, &ngx_posted_events);

@@ -304,7 +304,6 @@ ngx_http_mom_hub_open(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
     Mom__Request                   req = MOM__REQUEST__INIT;
     ngx_connection_t              *c;
     ngx_http_mom_hub_t            *hub;
-    ngx_peer_connection_t          pc;
     ngx_http_upstream_server_t    *server;
     ngx_http_mom_loc_conf_t       *mlcf;
     ngx_http_upstream_srv_conf_t  *uscf;
@@ -349,32 +348,14 @@ ngx_http_mom_hub_open(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx,
 
     hub->out.pos = hub->out.start;
     hub->out.last = hub->out.start;
-    *hub->out.last++ = (u_char) (size >> 24);
-    *hub->out.last++ = (u_char) (size >> 16);
-    *hub->out.last++ = (u_char) (size >> 8);
-    *hub->out.last++ = (u_char) size;
-    hub->out.last += mom__request__pack(&req, hub->out.last);
+    hub->out.last = ngx_http_mom_frame_pack(hub->out.last, &req, size);
 
-    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
+    rc = ngx_http_mom_connect(server->addrs, &c);
 
-    pc.sockaddr = server->addrs->sockaddr;
-    pc.socklen = server->addrs->socklen;
-    pc.name = &server->addrs->name;
-    pc.get = ngx_event_get_peer;
-    pc.log = ngx_cycle->log;
-    pc.log_error = NGX_ERROR_ERR;
-
-    rc = ngx_event_connect_peer(&pc);
-
-    if (rc != NGX_OK && rc != NGX_AGAIN) {
-        if (pc.connection) {
-            ngx_close_connection(pc.connection);
-        }
-
+    if (rc == NGX_ERROR) {
         goto failed;
     }
 
-    c = pc.connection;
     c->data = hub;
     c->read->handler = ngx_http_mom_hub_read_handler;
     c->write->handler = ngx_http_mom_hub_write_handler;
@@ -939,11 +920,7 @@ ngx_http_mom_hub_mute(ngx_http_mom_ctx_t *ctx)
         return;
     }
 
-    buf[0] = (u_char) (size >> 24);
-    buf[1] = (u_char) (size >> 16);
-    buf[2] = (u_char) (size >> 8);
-    buf[3] = (u_char) size;
-    mom__request__pack(&req, buf + NGX_HTTP_MOM_FRAME_HEADER);
+    (void) ngx_http_mom_frame_pack(buf, &req, size);
 
     (void) c->send(c, buf, NGX_HTTP_MOM_FRAME_HEADER + size);
 }

@@ -66,6 +66,59 @@ ngx_http_mom_upstream_create(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
 
 
 /*
+ * Writes req as one frame (4-byte big-endian length, then size bytes of
+ * the packed request) at p, which has room for both; returns its end.
+ */
+
+u_char *
+ngx_http_mom_frame_pack(u_char *p, const Mom__Request *req, size_t size)
+{
+    *p++ = (u_char) (size >> 24);
+    *p++ = (u_char) (size >> 16);
+    *p++ = (u_char) (size >> 8);
+    *p++ = (u_char) size;
+
+    return p + mom__request__pack(req, p);
+}
+
+
+/*
+ * A non-blocking connection to momd at addr: NGX_OK when connected,
+ * NGX_AGAIN while connecting (*c set either way), NGX_ERROR otherwise.
+ */
+
+ngx_int_t
+ngx_http_mom_connect(ngx_addr_t *addr, ngx_connection_t **c)
+{
+    ngx_int_t              rc;
+    ngx_peer_connection_t  pc;
+
+    ngx_memzero(&pc, sizeof(ngx_peer_connection_t));
+
+    pc.sockaddr = addr->sockaddr;
+    pc.socklen = addr->socklen;
+    pc.name = &addr->name;
+    pc.get = ngx_event_get_peer;
+    pc.log = ngx_cycle->log;
+    pc.log_error = NGX_ERROR_ERR;
+
+    rc = ngx_event_connect_peer(&pc);
+
+    if (rc != NGX_OK && rc != NGX_AGAIN) {
+        if (pc.connection) {
+            ngx_close_connection(pc.connection);
+        }
+
+        return NGX_ERROR;
+    }
+
+    *c = pc.connection;
+
+    return rc;
+}
+
+
+/*
  * The 4-byte big-endian length at p: NGX_AGAIN while incomplete,
  * NGX_ERROR when 0 or above max.
  */
@@ -125,12 +178,7 @@ ngx_http_mom_create_request(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    *b->last++ = (u_char) (size >> 24);
-    *b->last++ = (u_char) (size >> 16);
-    *b->last++ = (u_char) (size >> 8);
-    *b->last++ = (u_char) size;
-
-    b->last += mom__request__pack(&ctx->req, b->last);
+    b->last = ngx_http_mom_frame_pack(b->last, &ctx->req, size);
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {
