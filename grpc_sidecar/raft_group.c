@@ -25,11 +25,13 @@ static void group_step(mom_raft_group_t *g, struct raft_event *ev,
                        uint64_t now_ms, int *rv_out);
 
 /* How late a leader's tick may be and still send the heartbeats that are
- * due on its grid point (group_due). */
+ * due on its grid point (group_due). Small: two leader ticks (libraft's
+ * contact checks) are never closer than the interval minus this, or a
+ * follower whose answer is a little late falls back to probe mode. */
 static unsigned
 group_heartbeat_slack(const mom_raft_t *m)
 {
-    return m->opt.heartbeat_timeout_ms / 4;
+    return m->opt.heartbeat_timeout_ms / 10;
 }
 
 void
@@ -602,7 +604,8 @@ mom_raft_receive(mom_raft_t *m, uint32_t group, uint64_t from,
  * libraft's own heartbeat timeout is the interval minus a slack, so a tick
  * up to that late still sends them and the next one stays on the grid; a
  * later tick (a long flush) sends them at the next grid point, at most one
- * interval late, far from the election timeout.
+ * interval late, far from the election timeout, and its contact check
+ * then comes later, never earlier.
  */
 static uint64_t
 group_due(const mom_raft_group_t *g)
