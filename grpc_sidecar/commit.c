@@ -366,6 +366,7 @@ mom_commit_run(uv_check_t *check)
         mom_commit_deliver(c);
         mom_commit_barriers(c);
     }
+    mom_raft_tell_commits(c->raft);
     if (c->tr.flush != NULL) {
         c->tr.flush(c->tr.ctx);
     }

@@ -803,6 +803,100 @@ mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms)
     group_step(g, ev, now_ms, NULL);
 }
 
+/* --- telling followers the commit index ---------------------------------
+ */
+
+void
+mom_raft_note_sent(mom_raft_group_t *g, const struct raft_message *msg)
+{
+    unsigned i, free_slot = MOM_RAFT_TOLD_MAX;
+
+    if (msg->type != RAFT_APPEND_ENTRIES) {
+        return;
+    }
+    g->ae_version = msg->append_entries.version;
+    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
+        if (g->told[i].id == msg->server_id) {
+            break;
+        }
+        if (g->told[i].id == 0 && free_slot == MOM_RAFT_TOLD_MAX) {
+            free_slot = i;
+        }
+    }
+    if (i == MOM_RAFT_TOLD_MAX) {
+        if (free_slot == MOM_RAFT_TOLD_MAX) {
+            return;
+        }
+        i = free_slot;
+        g->told[i].id = msg->server_id;
+        g->told[i].commit = 0;
+    }
+    if (g->told[i].commit < msg->append_entries.leader_commit) {
+        g->told[i].commit = msg->append_entries.leader_commit;
+    }
+}
+
+static uint64_t
+group_told(const mom_raft_group_t *g, uint64_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
+        if (g->told[i].id == id) {
+            return g->told[i].commit;
+        }
+    }
+    return 0;
+}
+
+/*
+ * libraft sends a leader's commit index with the next entries or the next
+ * heartbeat only: after the last round of a burst a follower would apply
+ * it, and its SSE subscribers see it, up to a heartbeat interval late. When
+ * nothing else is in flight, a leader sends each follower that has stored
+ * the committed entry (of this term) the heartbeat libraft would send,
+ * anchored on that entry; a follower that stores it later is told then.
+ * Under load the next round carries the commit index instead.
+ */
+static void
+group_tell_commit(mom_raft_group_t *g)
+{
+    uint64_t commit = raft_commit_index(&g->raft), all = commit;
+    raft_index match;
+    const struct raft_server *srv;
+    struct raft_message msg;
+    unsigned i;
+
+    if (!g->is_leader || commit <= g->told_all || g->n_props > 0 ||
+        raft_last_index(&g->raft) != commit || commit != g->round_last ||
+        g->round_term != raft_current_term(&g->raft)) {
+        return;
+    }
+    memset(&msg, 0, sizeof msg);
+    msg.type = RAFT_APPEND_ENTRIES;
+    msg.append_entries.version = g->ae_version;
+    msg.append_entries.term = g->round_term;
+    msg.append_entries.prev_log_index = commit;
+    msg.append_entries.prev_log_term = g->round_term;
+    msg.append_entries.leader_commit = commit;
+    for (i = 0; i < g->raft.configuration.n; i++) {
+        srv = &g->raft.configuration.servers[i];
+        if (srv->id == g->m->node_id || group_told(g, srv->id) >= commit) {
+            continue;
+        }
+        if (raft_match_index(&g->raft, srv->id, &match) != 0 ||
+            match < commit) {
+            all = 0; /* told once it has stored it */
+            continue;
+        }
+        msg.server_id = srv->id;
+        msg.server_address = srv->address;
+        mom_raft_send(g, &msg);
+        g->m->stats.commits_told++;
+    }
+    g->told_all = all;
+}
+
 void
 mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
 {
@@ -812,6 +906,16 @@ mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
         if (!mom_raft_props_held(m->groups[i])) {
             group_submit_proposals(m->groups[i], now_ms);
         }
+    }
+}
+
+void
+mom_raft_tell_commits(mom_raft_t *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_groups; i++) {
+        group_tell_commit(m->groups[i]);
     }
 }
 

@@ -14,6 +14,10 @@
 #include "raft_group.h"
 #include "raft_store.h"
 
+/* Followers whose commit index a leader tracks (larger groups get it with
+ * libraft's own messages only). */
+#define MOM_RAFT_TOLD_MAX 8
+
 /* Entries of one update that are not yet in SQLite. */
 typedef struct mom_raft_chunk_s mom_raft_chunk_t;
 struct mom_raft_chunk_s {
@@ -126,6 +130,16 @@ struct mom_raft_group_s {
     /* Role last reported through role_changed(). */
     int is_leader;
     uint64_t leader_id;
+
+    /* The commit index each follower was last sent (every AppendEntries
+     * passes mom_raft_note_sent), for mom_raft_tell_commits; told_all is
+     * the commit index all of them were sent. */
+    struct {
+        uint64_t id;
+        uint64_t commit;
+    } told[MOM_RAFT_TOLD_MAX];
+    uint64_t told_all;
+    unsigned char ae_version; /* libraft's AppendEntries message version */
 };
 
 struct mom_raft_s {
@@ -155,6 +169,7 @@ void mom_raft_install_begin(mom_raft_group_t *g,
                             struct raft_snapshot_metadata *meta,
                             struct raft_buffer *data);
 void mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg);
+void mom_raft_note_sent(mom_raft_group_t *g, const struct raft_message *msg);
 void mom_raft_log_discard(mom_raft_group_t *g);
 int mom_raft_load_start(mom_raft_group_t *g, const uint64_t *voters,
                         unsigned n_voters, struct raft_event *ev);

@@ -362,6 +362,7 @@ mom_raft_send(mom_raft_group_t *g, const struct raft_message *msg)
     fill_ctx_t f;
     int ok = 1;
 
+    mom_raft_note_sent(g, msg);
     memset(&f, 0, sizeof f);
     out.install_snapshot.data.base = NULL;
     if (msg->type == RAFT_APPEND_ENTRIES && msg->append_entries.n_entries) {

@@ -603,6 +603,8 @@ sim_run_until(sim_t *s, uint64_t until)
                 }
                 mom_raft_flush(n->raft, s->now);
             }
+            /* what commit.c does at the end of each loop iteration */
+            mom_raft_tell_commits(n->raft);
             sim_mark_flush(s, n);
         }
     }

@@ -195,6 +195,37 @@ test_apply_committed_early(void **state)
     sim_destroy(&s);
 }
 
+/* A lone request: every follower applies it long before the next
+ * heartbeat (100 ms) would have told it the commit index. */
+static void
+test_followers_learn_commit_at_once(void **state)
+{
+    sim_t s;
+    sim_req_t r;
+    uint64_t l;
+    unsigned i, k;
+
+    (void)state;
+    sim_init(&s, 3, 1, 21);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    sim_run(&s, SEC);
+    for (k = 0; k < 5; k++) {
+        /* just after the heartbeats of a grid point */
+        sim_run_until(&s, (s.now / 100 + 1) * 100 + 3);
+        memset(&r, 0, sizeof r);
+        r.seq = k + 1;
+        assert_int_equal(sim_submit(&s, l, &r), MOM_RAFT_OK);
+        sim_run(&s, 50);
+        assert_int_equal(r.state, 1);
+        for (i = 0; i < s.n; i++) {
+            assert_int_equal(sm_applied(&s.nodes[i], 0), r.index);
+        }
+    }
+    assert_true(mom_raft_stats(s.nodes[l - 1].raft)->commits_told >= 2 * 5);
+    sim_destroy(&s);
+}
+
 static void
 test_leader_crash(void **state)
 {
@@ -818,6 +849,7 @@ main(void)
         cmocka_unit_test(test_appendentries_split_by_bytes),
         cmocka_unit_test(test_chaos),
         cmocka_unit_test(test_apply_committed_early),
+        cmocka_unit_test(test_followers_learn_commit_at_once),
         cmocka_unit_test(test_single_node),
         cmocka_unit_test(test_membership_add_voter),
         cmocka_unit_test(test_store_syncs_durable_commits),
