@@ -328,10 +328,14 @@ static void
 mom_commit_arm_timer(mom_commit_t *c)
 {
     uint64_t due = mom_raft_next_deadline(c->raft), now = uv_now(c->loop);
+    uint64_t tell = mom_raft_tell_due(c->raft);
 
     if (due != UINT64_MAX) {
         due = (due + MOM_COMMIT_TICK_GRID_MS - 1) / MOM_COMMIT_TICK_GRID_MS *
               MOM_COMMIT_TICK_GRID_MS;
+    }
+    if (tell != 0 && tell < due) {
+        due = tell; /* followers wait for it: not on the grid */
     }
     if (c->closing || due == c->timer_due) {
         return;
@@ -366,7 +370,7 @@ mom_commit_run(uv_check_t *check)
         mom_commit_deliver(c);
         mom_commit_barriers(c);
     }
-    mom_raft_tell_commits(c->raft);
+    mom_raft_tell_commits(c->raft, uv_now(c->loop));
     if (c->tr.flush != NULL) {
         c->tr.flush(c->tr.ctx);
     }

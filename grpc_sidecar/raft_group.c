@@ -856,21 +856,22 @@ group_told(const mom_raft_group_t *g, uint64_t id)
  * nothing else is in flight, a leader sends each follower that has stored
  * the committed entry (of this term) the heartbeat libraft would send,
  * anchored on that entry; a follower that stores it later is told then.
- * Under load the next round carries the commit index instead.
+ * Under load the next round carries the commit index instead. Returns how
+ * many followers are (send == 0) or were told.
  */
-static void
-group_tell_commit(mom_raft_group_t *g)
+static unsigned
+group_tell_commit(mom_raft_group_t *g, int send)
 {
     uint64_t commit = raft_commit_index(&g->raft), all = commit;
     raft_index match;
     const struct raft_server *srv;
     struct raft_message msg;
-    unsigned i;
+    unsigned i, n = 0;
 
     if (!g->is_leader || commit <= g->told_all || g->n_props > 0 ||
         raft_last_index(&g->raft) != commit || commit != g->round_last ||
         g->round_term != raft_current_term(&g->raft)) {
-        return;
+        return 0;
     }
     memset(&msg, 0, sizeof msg);
     msg.type = RAFT_APPEND_ENTRIES;
@@ -889,12 +890,56 @@ group_tell_commit(mom_raft_group_t *g)
             all = 0; /* told once it has stored it */
             continue;
         }
-        msg.server_id = srv->id;
-        msg.server_address = srv->address;
-        mom_raft_send(g, &msg);
-        g->m->stats.commits_told++;
+        n++;
+        if (send) {
+            msg.server_id = srv->id;
+            msg.server_address = srv->address;
+            mom_raft_send(g, &msg);
+            g->m->stats.commits_told++;
+        }
     }
-    g->told_all = all;
+    if (send) {
+        g->told_all = all;
+    }
+    return n;
+}
+
+/*
+ * The commits of all groups are told together, MOM_RAFT_TELL_DELAY_MS
+ * after the first one to tell: a follower then applies them in one flush
+ * transaction, not one per group and round (with many partitions busy,
+ * rounds of one entry each, telling each at once doubled the followers'
+ * transactions).
+ */
+#define MOM_RAFT_TELL_DELAY_MS 5
+
+uint64_t
+mom_raft_tell_due(const mom_raft_t *m)
+{
+    return m->tell_due;
+}
+
+void
+mom_raft_tell_commits(mom_raft_t *m, uint64_t now_ms)
+{
+    size_t i;
+
+    if (m->tell_due == 0) {
+        for (i = 0; i < m->n_groups; i++) {
+            if (group_tell_commit(m->groups[i], 0) > 0) {
+                m->tell_due = now_ms + MOM_RAFT_TELL_DELAY_MS;
+                break;
+            }
+        }
+        return;
+    }
+    if (now_ms < m->tell_due) {
+        return;
+    }
+    m->tell_due = 0;
+    for (i = 0; i < m->n_groups; i++) {
+        group_tell_commit(m->groups[i], 1);
+    }
 }
 
 void
@@ -906,16 +951,6 @@ mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
         if (!mom_raft_props_held(m->groups[i])) {
             group_submit_proposals(m->groups[i], now_ms);
         }
-    }
-}
-
-void
-mom_raft_tell_commits(mom_raft_t *m)
-{
-    size_t i;
-
-    for (i = 0; i < m->n_groups; i++) {
-        group_tell_commit(m->groups[i]);
     }
 }
 

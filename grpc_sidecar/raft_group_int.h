@@ -152,6 +152,7 @@ struct mom_raft_s {
     size_t n_groups;
     size_t cap_groups;
     mom_raft_stats_t stats;
+    uint64_t tell_due; /* when commit indexes are told, or 0 */
 };
 
 void *mom_raft_xmalloc(size_t n);

@@ -565,6 +565,8 @@ sim_run_until(sim_t *s, uint64_t until)
             }
             t = mom_raft_next_deadline(n->raft);
             next = t < next ? t : next;
+            t = mom_raft_tell_due(n->raft);
+            next = t != 0 && t < next ? t : next;
             next = n->next_flush < next ? n->next_flush : next;
         }
         if (next > until) {
@@ -604,7 +606,7 @@ sim_run_until(sim_t *s, uint64_t until)
                 mom_raft_flush(n->raft, s->now);
             }
             /* what commit.c does at the end of each loop iteration */
-            mom_raft_tell_commits(n->raft);
+            mom_raft_tell_commits(n->raft, s->now);
             sim_mark_flush(s, n);
         }
     }
