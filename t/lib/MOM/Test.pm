@@ -790,7 +790,30 @@ sub sse_or_stop {
 
 # --- small utilities ---------------------------------------------------------
 
+# A port below the kernel's ephemeral range: a port the kernel handed out
+# (LocalPort 0) and we closed can be taken again, before nginx or momd
+# binds it, as the local port of any outgoing connection of the tests
+# running in parallel (seen: nginx "bind() ... Address already in use").
+my %PORTS_GIVEN;
+
 sub free_port {
+    my $low = 32768;
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        ($low) = split ' ', scalar <$fh>;
+        close $fh;
+    }
+    my $top = $low > 11000 ? $low - 1 : 0;
+    for (1 .. ($top ? 200 : 0)) {
+        my $port = 10000 + int(rand($top - 10000 + 1));
+        next if $PORTS_GIVEN{$port};
+        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
+                                      LocalPort => $port, Proto => 'tcp',
+                                      Listen => 1)
+            or next;
+        close $s;
+        $PORTS_GIVEN{$port} = 1;
+        return $port;
+    }
     my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Proto => 'tcp', Listen => 1)
         or die "free_port: $!";
