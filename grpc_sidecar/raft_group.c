@@ -584,6 +584,11 @@ mom_raft_receive(mom_raft_t *m, uint32_t group, uint64_t from,
     if (msg.type == RAFT_APPEND_ENTRIES) {
         raft_free(msg.append_entries.entries); /* the batch is raft's */
     }
+    for (unsigned i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
+        if (g->told[i].id == from) {
+            g->told[i].heard = now_ms;
+        }
+    }
     return MOM_RAFT_OK;
 }
 
@@ -803,145 +808,6 @@ mom_raft_feed(mom_raft_group_t *g, struct raft_event *ev, uint64_t now_ms)
     group_step(g, ev, now_ms, NULL);
 }
 
-/* --- telling followers the commit index ---------------------------------
- */
-
-void
-mom_raft_note_sent(mom_raft_group_t *g, const struct raft_message *msg)
-{
-    unsigned i, free_slot = MOM_RAFT_TOLD_MAX;
-
-    if (msg->type != RAFT_APPEND_ENTRIES) {
-        return;
-    }
-    g->ae_version = msg->append_entries.version;
-    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == msg->server_id) {
-            break;
-        }
-        if (g->told[i].id == 0 && free_slot == MOM_RAFT_TOLD_MAX) {
-            free_slot = i;
-        }
-    }
-    if (i == MOM_RAFT_TOLD_MAX) {
-        if (free_slot == MOM_RAFT_TOLD_MAX) {
-            return;
-        }
-        i = free_slot;
-        g->told[i].id = msg->server_id;
-        g->told[i].commit = 0;
-    }
-    if (g->told[i].commit < msg->append_entries.leader_commit) {
-        g->told[i].commit = msg->append_entries.leader_commit;
-    }
-}
-
-static uint64_t
-group_told(const mom_raft_group_t *g, uint64_t id)
-{
-    unsigned i;
-
-    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == id) {
-            return g->told[i].commit;
-        }
-    }
-    return 0;
-}
-
-/*
- * libraft sends a leader's commit index with the next entries or the next
- * heartbeat only: after the last round of a burst a follower would apply
- * it, and its SSE subscribers see it, up to a heartbeat interval late. When
- * nothing else is in flight, a leader sends each follower that has stored
- * the committed entry (of this term) the heartbeat libraft would send,
- * anchored on that entry; a follower that stores it later is told then.
- * Under load the next round carries the commit index instead. Returns how
- * many followers are (send == 0) or were told.
- */
-static unsigned
-group_tell_commit(mom_raft_group_t *g, int send)
-{
-    uint64_t commit = raft_commit_index(&g->raft), all = commit;
-    raft_index match;
-    const struct raft_server *srv;
-    struct raft_message msg;
-    unsigned i, n = 0;
-
-    if (!g->is_leader || commit <= g->told_all || g->n_props > 0 ||
-        raft_last_index(&g->raft) != commit || commit != g->round_last ||
-        g->round_term != raft_current_term(&g->raft)) {
-        return 0;
-    }
-    memset(&msg, 0, sizeof msg);
-    msg.type = RAFT_APPEND_ENTRIES;
-    msg.append_entries.version = g->ae_version;
-    msg.append_entries.term = g->round_term;
-    msg.append_entries.prev_log_index = commit;
-    msg.append_entries.prev_log_term = g->round_term;
-    msg.append_entries.leader_commit = commit;
-    for (i = 0; i < g->raft.configuration.n; i++) {
-        srv = &g->raft.configuration.servers[i];
-        if (srv->id == g->m->node_id || group_told(g, srv->id) >= commit) {
-            continue;
-        }
-        if (raft_match_index(&g->raft, srv->id, &match) != 0 ||
-            match < commit) {
-            all = 0; /* told once it has stored it */
-            continue;
-        }
-        n++;
-        if (send) {
-            msg.server_id = srv->id;
-            msg.server_address = srv->address;
-            mom_raft_send(g, &msg);
-            g->m->stats.commits_told++;
-        }
-    }
-    if (send) {
-        g->told_all = all;
-    }
-    return n;
-}
-
-/*
- * The commits of all groups are told together, MOM_RAFT_TELL_DELAY_MS
- * after the first one to tell: a follower then applies them in one flush
- * transaction, not one per group and round (with many partitions busy,
- * rounds of one entry each, telling each at once doubled the followers'
- * transactions).
- */
-#define MOM_RAFT_TELL_DELAY_MS 5
-
-uint64_t
-mom_raft_tell_due(const mom_raft_t *m)
-{
-    return m->tell_due;
-}
-
-void
-mom_raft_tell_commits(mom_raft_t *m, uint64_t now_ms)
-{
-    size_t i;
-
-    if (m->tell_due == 0) {
-        for (i = 0; i < m->n_groups; i++) {
-            if (group_tell_commit(m->groups[i], 0) > 0) {
-                m->tell_due = now_ms + MOM_RAFT_TELL_DELAY_MS;
-                break;
-            }
-        }
-        return;
-    }
-    if (now_ms < m->tell_due) {
-        return;
-    }
-    m->tell_due = 0;
-    for (i = 0; i < m->n_groups; i++) {
-        group_tell_commit(m->groups[i], 1);
-    }
-}
-
 void
 mom_raft_propose(mom_raft_t *m, uint64_t now_ms)
 {
@@ -980,7 +846,8 @@ mom_raft_apply_committed(mom_raft_t *m)
 void
 mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
-    size_t i, written = 0;
+    mom_raft_group_t *g;
+    size_t i, written = 0, lazy = 0, strict = 0;
     int work = 0, writes = 0;
 
     mom_raft_propose(m, now_ms);
@@ -991,11 +858,23 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
         return;
     }
     for (i = 0; i < m->n_groups; i++) {
-        writes |= mom_raft_group_has_writes(m->groups[i]);
+        if (mom_raft_group_has_writes(m->groups[i])) {
+            writes = 1;
+            lazy += mom_raft_group_lazy(m->groups[i], now_ms);
+            strict += !mom_raft_group_lazy(m->groups[i], now_ms);
+        }
     }
-    mom_raft_store_begin_as(m->store, writes);
+    if (strict > 0) {
+        lazy = 0;
+    }
+    mom_raft_store_begin_as(m->store, writes && !lazy);
     for (i = 0; i < m->n_groups; i++) {
-        written += mom_raft_group_write(m->groups[i]);
+        g = m->groups[i];
+        if (lazy && g->tail != NULL) {
+            g->lazy_last = raft_last_index(&g->raft);
+            g->lazy_at = now_ms;
+        }
+        written += mom_raft_group_write(g);
     }
     for (i = 0; i < m->n_groups; i++) {
         mom_raft_group_persist_early(m->groups[i], now_ms);
@@ -1008,6 +887,11 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     mom_raft_store_commit(m->store);
     m->stats.flushes++;
     m->stats.group_writes += written;
+    if (lazy) {
+        mom_raft_lazy_written(m, now_ms);
+    } else if (writes) {
+        mom_raft_lazy_synced(m, now_ms, 0); /* this commit covered them */
+    }
     for (i = 0; i < m->n_groups; i++) {
         mom_raft_group_durable(m->groups[i], now_ms);
     }

@@ -47,8 +47,9 @@ typedef struct {
      * transaction; the callee writes its effect and its applied index there
      * (deterministically; it cannot fail). buf may be NULL when len is 0.
      * cookie: the submitter's cookie if this node submitted it and still
-     * waits, else NULL. The transaction is durable when mom_raft_flush()
-     * returns: answer clients after that. */
+     * waits, else NULL. Answer clients once mom_raft_flush() returns: the
+     * entry is then durable on a majority (the transaction itself is not
+     * synced when it only applies, or holds a leader's lazy write). */
     void (*apply)(void *ctx, uint32_t group, uint64_t index, const uint8_t *buf,
                   size_t len, void *cookie);
     /* The state machine's own applied index of the group (0 if none). */
@@ -101,6 +102,8 @@ typedef struct {
     uint64_t messages_held;    /* sent only after a term/vote was durable */
     uint64_t messages_dropped; /* could not be built (e.g. entry missing) */
     uint64_t commits_told;     /* commit-only AppendEntries to followers */
+    uint64_t lazy_flushes;     /* a leader's entries written without a sync */
+    uint64_t lazy_syncs;       /* ...synced later on their own */
     uint64_t bad_messages;     /* received and rejected */
 } mom_raft_stats_t;
 
@@ -155,7 +158,10 @@ int mom_raft_pending(const mom_raft_t *m);
  * writes all pending log/term/vote/snapshot changes, applies committed
  * entries and takes due snapshots in ONE SQLite transaction, commits it,
  * then reports durability to Raft and sends the messages that had to wait
- * for it.
+ * for it. A flush that only writes entries of groups this node leads with
+ * two or more other voters, all heard from lately, is not synced: those
+ * entries commit on the followers' writes, and this node counts its own
+ * only after a later sync (docs/replication.md, "A leader's own write").
  */
 void mom_raft_flush(mom_raft_t *m, uint64_t now_ms);
 
@@ -172,8 +178,10 @@ void mom_raft_propose(mom_raft_t *m, uint64_t now_ms);
  * sends the followers a commit index that nothing in flight carries (a
  * heartbeat anchored on the committed entry), so they apply it within
  * ~5 ms (all groups' together) rather than at the next heartbeat. Cheap
- * when there is nothing to tell. mom_raft_tell_due(): when that is due
- * (loop time), 0 if nothing is.
+ * when there is nothing to tell. Also syncs the entries a leader wrote
+ * without a sync (see mom_raft_flush) that did not commit within ~5 ms
+ * without it. mom_raft_tell_due(): when either is due (loop time), 0 if
+ * nothing is.
  */
 void mom_raft_tell_commits(mom_raft_t *m, uint64_t now_ms);
 uint64_t mom_raft_tell_due(const mom_raft_t *m);

@@ -126,6 +126,11 @@ struct mom_raft_group_s {
      * next ones wait until it commits (mom_raft_props_held). */
     uint64_t round_last;
     uint64_t round_term;
+    /* A leader's last entry written by a flush that was not synced (see
+     * mom_raft_group_lazy), 0 if none: not reported persisted until a
+     * sync. */
+    uint64_t lazy_last;
+    uint64_t lazy_at; /* when lazy_last was written */
 
     /* Role last reported through role_changed(). */
     int is_leader;
@@ -137,6 +142,7 @@ struct mom_raft_group_s {
     struct {
         uint64_t id;
         uint64_t commit;
+        uint64_t heard; /* when a message last came from it (loop time) */
     } told[MOM_RAFT_TOLD_MAX];
     uint64_t told_all;
     unsigned char ae_version; /* libraft's AppendEntries message version */
@@ -153,6 +159,7 @@ struct mom_raft_s {
     size_t cap_groups;
     mom_raft_stats_t stats;
     uint64_t tell_due; /* when commit indexes are told, or 0 */
+    uint64_t sync_due; /* when lazily written entries are synced, or 0 */
 };
 
 void *mom_raft_xmalloc(size_t n);
@@ -188,5 +195,13 @@ int mom_raft_group_applicable(mom_raft_group_t *g);
 void mom_raft_group_apply_written(mom_raft_group_t *g);
 void mom_raft_group_settle(mom_raft_group_t *g);
 void mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms);
+
+/* raft_leader.c */
+/* Whether this flush may write the group's entries without a sync. */
+int mom_raft_group_lazy(mom_raft_group_t *g, uint64_t now_ms);
+/* After a flush that wrote without a sync. */
+void mom_raft_lazy_written(mom_raft_t *m, uint64_t now_ms);
+/* The lazily written entries are durable now (report: tell raft). */
+void mom_raft_lazy_synced(mom_raft_t *m, uint64_t now_ms, int report);
 
 #endif /* MOM_RAFT_GROUP_INT_H */

@@ -780,7 +780,7 @@ report_persisted_entries(mom_raft_group_t *g, uint64_t now_ms)
 {
     struct raft_event ev;
 
-    if (g->raft.snapshot.installing || g->installing ||
+    if (g->raft.snapshot.installing || g->installing || g->lazy_last != 0 ||
         (g->tail != NULL && !g->elided) ||
         raft_last_index(&g->raft) <= g->raft.last_stored) {
         return;

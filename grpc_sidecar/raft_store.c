@@ -249,6 +249,14 @@ mom_raft_store_commit(mom_raft_store_t *s)
     }
 }
 
+void
+mom_raft_store_sync(mom_raft_store_t *s)
+{
+    if (s->sync_wal) {
+        store_sync_wal(s);
+    }
+}
+
 int
 mom_raft_store_load_state(mom_raft_store_t *s, uint32_t grp, uint64_t *term,
                           uint64_t *vote, mom_raft_snapshot_row_t *snapshot)
