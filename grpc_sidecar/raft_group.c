@@ -584,11 +584,7 @@ mom_raft_receive(mom_raft_t *m, uint32_t group, uint64_t from,
     if (msg.type == RAFT_APPEND_ENTRIES) {
         raft_free(msg.append_entries.entries); /* the batch is raft's */
     }
-    for (unsigned i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == from) {
-            g->told[i].heard = now_ms;
-        }
-    }
+    mom_raft_heard(g, from, now_ms);
     return MOM_RAFT_OK;
 }
 
@@ -847,8 +843,8 @@ void
 mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
     mom_raft_group_t *g;
-    size_t i, written = 0, lazy = 0, strict = 0;
-    int work = 0, writes = 0;
+    size_t i, written = 0;
+    int work = 0, writes = 0, lazy = 1;
 
     mom_raft_propose(m, now_ms);
     for (i = 0; i < m->n_groups; i++) {
@@ -860,13 +856,10 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     for (i = 0; i < m->n_groups; i++) {
         if (mom_raft_group_has_writes(m->groups[i])) {
             writes = 1;
-            lazy += mom_raft_group_lazy(m->groups[i], now_ms);
-            strict += !mom_raft_group_lazy(m->groups[i], now_ms);
+            lazy = lazy && mom_raft_group_lazy(m->groups[i], now_ms);
         }
     }
-    if (strict > 0) {
-        lazy = 0;
-    }
+    lazy = lazy && writes; /* not synced: only entries a majority will sync */
     mom_raft_store_begin_as(m->store, writes && !lazy);
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
@@ -887,10 +880,8 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     mom_raft_store_commit(m->store);
     m->stats.flushes++;
     m->stats.group_writes += written;
-    if (lazy) {
-        mom_raft_lazy_written(m, now_ms);
-    } else if (writes) {
-        mom_raft_lazy_synced(m, now_ms, 0); /* this commit covered them */
+    if (writes) {
+        mom_raft_lazy_flushed(m, lazy, now_ms);
     }
     for (i = 0; i < m->n_groups; i++) {
         mom_raft_group_durable(m->groups[i], now_ms);

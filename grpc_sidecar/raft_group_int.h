@@ -52,6 +52,14 @@ typedef struct {
     struct raft_configuration conf;
 } mom_raft_conf_event_t;
 
+/* A follower as a leader sees it (raft_leader.c): the commit index it was
+ * last sent, and when a message last came from it (loop time). */
+typedef struct {
+    uint64_t id;
+    uint64_t commit;
+    uint64_t heard;
+} mom_raft_told_t;
+
 struct mom_raft_group_s {
     mom_raft_t *m;
     uint32_t id;
@@ -139,11 +147,7 @@ struct mom_raft_group_s {
     /* The commit index each follower was last sent (every AppendEntries
      * passes mom_raft_note_sent), for mom_raft_tell_commits; told_all is
      * the commit index all of them were sent. */
-    struct {
-        uint64_t id;
-        uint64_t commit;
-        uint64_t heard; /* when a message last came from it (loop time) */
-    } told[MOM_RAFT_TOLD_MAX];
+    mom_raft_told_t told[MOM_RAFT_TOLD_MAX];
     uint64_t told_all;
     unsigned char ae_version; /* libraft's AppendEntries message version */
 };
@@ -197,11 +201,12 @@ void mom_raft_group_settle(mom_raft_group_t *g);
 void mom_raft_group_durable(mom_raft_group_t *g, uint64_t now_ms);
 
 /* raft_leader.c */
+/* A message came from follower `from` (for mom_raft_group_lazy). */
+void mom_raft_heard(mom_raft_group_t *g, uint64_t from, uint64_t now_ms);
 /* Whether this flush may write the group's entries without a sync. */
 int mom_raft_group_lazy(mom_raft_group_t *g, uint64_t now_ms);
-/* After a flush that wrote without a sync. */
-void mom_raft_lazy_written(mom_raft_t *m, uint64_t now_ms);
-/* The lazily written entries are durable now (report: tell raft). */
-void mom_raft_lazy_synced(mom_raft_t *m, uint64_t now_ms, int report);
+/* After the flush commit: the groups marked lazy_last were written without
+ * a sync (lazy), or everything is durable now (!lazy). */
+void mom_raft_lazy_flushed(mom_raft_t *m, int lazy, uint64_t now_ms);
 
 #endif /* MOM_RAFT_GROUP_INT_H */

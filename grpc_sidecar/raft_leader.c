@@ -13,6 +13,28 @@
 #include "raft_group.h"
 #include "raft_group_int.h"
 
+/* The follower's slot, NULL if it has none (id 0: a free slot). */
+static mom_raft_told_t *
+told_find(mom_raft_group_t *g, uint64_t id)
+{
+    for (unsigned i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
+        if (g->told[i].id == id) {
+            return &g->told[i];
+        }
+    }
+    return NULL;
+}
+
+void
+mom_raft_heard(mom_raft_group_t *g, uint64_t from, uint64_t now_ms)
+{
+    mom_raft_told_t *t = told_find(g, from);
+
+    if (t != NULL) {
+        t->heard = now_ms;
+    }
+}
+
 /* --- a leader's own write, without a sync -------------------------------- */
 
 /*
@@ -28,20 +50,17 @@
  * (a follower down needs this node's write: synced at once), and the
  * previous lazy round must have committed without this node (else the
  * followers are not keeping up, and this flush syncs). A round that only
- * this node's write can commit is synced ~10 ms after its write
- * (mom_raft_tell_commits).
+ * this node's write can commit is synced MOM_RAFT_LAZY_SYNC_MS after its
+ * write (mom_raft_tell_commits).
  */
 #define MOM_RAFT_LAZY_HEARD_MS 250
 
 static int
-heard_lately(const mom_raft_group_t *g, uint64_t id, uint64_t now_ms)
+heard_lately(mom_raft_group_t *g, uint64_t id, uint64_t now_ms)
 {
-    for (unsigned i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == id) {
-            return now_ms - g->told[i].heard < MOM_RAFT_LAZY_HEARD_MS;
-        }
-    }
-    return 0;
+    mom_raft_told_t *t = told_find(g, id);
+
+    return t != NULL && now_ms - t->heard < MOM_RAFT_LAZY_HEARD_MS;
 }
 
 int
@@ -68,49 +87,92 @@ mom_raft_group_lazy(mom_raft_group_t *g, uint64_t now_ms)
     return voters >= 3;
 }
 
+/* Entries a leader wrote without a sync (mom_raft_group_lazy) are synced
+ * this long after, if no durable flush did it before and they did not
+ * commit without this node meanwhile (a slow round, or a follower that
+ * went down since): then only this node's write can commit them. */
+#define MOM_RAFT_LAZY_SYNC_MS 5
+
+/* The lazily written entries are durable now (report: tell raft). */
+static void
+lazy_synced(mom_raft_t *m, uint64_t now_ms, int report)
+{
+    size_t i;
+
+    m->sync_due = 0;
+    for (i = 0; i < m->n_groups; i++) {
+        m->groups[i]->lazy_last = 0;
+    }
+    for (i = 0; report && i < m->n_groups; i++) {
+        mom_raft_group_durable(m->groups[i], now_ms);
+    }
+}
+
+void
+mom_raft_lazy_flushed(mom_raft_t *m, int lazy, uint64_t now_ms)
+{
+    if (!lazy) {
+        lazy_synced(m, now_ms, 0); /* the flush reports them */
+        return;
+    }
+    m->stats.lazy_flushes++;
+    if (m->sync_due == 0) {
+        m->sync_due = now_ms + MOM_RAFT_LAZY_SYNC_MS;
+    }
+}
+
+/* Syncs when a lazily written round is still not committed
+ * MOM_RAFT_LAZY_SYNC_MS after its write; rounds written later wait for
+ * their own time. */
+static void
+lazy_sync_if_due(mom_raft_t *m, uint64_t now_ms)
+{
+    int sync = 0;
+    size_t i;
+
+    if (m->sync_due == 0 || now_ms < m->sync_due) {
+        return;
+    }
+    m->sync_due = 0;
+    for (i = 0; i < m->n_groups; i++) {
+        mom_raft_group_t *g = m->groups[i];
+        uint64_t due = g->lazy_at + MOM_RAFT_LAZY_SYNC_MS;
+
+        if (raft_commit_index(&g->raft) >= g->lazy_last) {
+            continue;
+        }
+        if (now_ms >= due) {
+            sync = 1;
+        } else if (m->sync_due == 0 || due < m->sync_due) {
+            m->sync_due = due;
+        }
+    }
+    if (sync) {
+        mom_raft_store_sync(m->store);
+        m->stats.lazy_syncs++;
+        lazy_synced(m, now_ms, 1);
+    }
+}
+
 /* --- telling followers the commit index --------------------------------- */
 
 void
 mom_raft_note_sent(mom_raft_group_t *g, const struct raft_message *msg)
 {
-    unsigned i, free_slot = MOM_RAFT_TOLD_MAX;
+    mom_raft_told_t *t;
 
     if (msg->type != RAFT_APPEND_ENTRIES) {
         return;
     }
     g->ae_version = msg->append_entries.version;
-    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == msg->server_id) {
-            break;
-        }
-        if (g->told[i].id == 0 && free_slot == MOM_RAFT_TOLD_MAX) {
-            free_slot = i;
-        }
+    t = told_find(g, msg->server_id);
+    if (t == NULL && (t = told_find(g, 0)) != NULL) {
+        memset(t, 0, sizeof *t);
+        t->id = msg->server_id;
     }
-    if (i == MOM_RAFT_TOLD_MAX) {
-        if (free_slot == MOM_RAFT_TOLD_MAX) {
-            return;
-        }
-        i = free_slot;
-        g->told[i].id = msg->server_id;
-        g->told[i].commit = 0;
+    if (t != NULL && t->commit < msg->append_entries.leader_commit) {
+        t->commit = msg->append_entries.leader_commit;
     }
-    if (g->told[i].commit < msg->append_entries.leader_commit) {
-        g->told[i].commit = msg->append_entries.leader_commit;
-    }
-}
-
-static uint64_t
-group_told(const mom_raft_group_t *g, uint64_t id)
-{
-    unsigned i;
-
-    for (i = 0; i < MOM_RAFT_TOLD_MAX; i++) {
-        if (g->told[i].id == id) {
-            return g->told[i].commit;
-        }
-    }
-    return 0;
 }
 
 /*
@@ -130,6 +192,7 @@ group_tell_commit(mom_raft_group_t *g, int send)
     raft_index match;
     const struct raft_server *srv;
     struct raft_message msg;
+    mom_raft_told_t *t;
     unsigned i, n = 0;
 
     if (!g->is_leader || commit <= g->told_all || g->n_props > 0 ||
@@ -146,7 +209,8 @@ group_tell_commit(mom_raft_group_t *g, int send)
     msg.append_entries.leader_commit = commit;
     for (i = 0; i < g->raft.configuration.n; i++) {
         srv = &g->raft.configuration.servers[i];
-        if (srv->id == g->m->node_id || group_told(g, srv->id) >= commit) {
+        t = told_find(g, srv->id);
+        if (srv->id == g->m->node_id || (t != NULL && t->commit >= commit)) {
             continue;
         }
         if (raft_match_index(&g->raft, srv->id, &match) != 0 ||
@@ -177,12 +241,6 @@ group_tell_commit(mom_raft_group_t *g, int send)
  */
 #define MOM_RAFT_TELL_DELAY_MS 5
 
-/* Entries a leader wrote without a sync (mom_raft_group_lazy) are synced
- * this long after, if no durable flush did it before and they did not
- * commit without this node meanwhile (a slow round, or a follower that
- * went down since): then only this node's write can commit them. */
-#define MOM_RAFT_LAZY_SYNC_MS 5
-
 uint64_t
 mom_raft_tell_due(const mom_raft_t *m)
 {
@@ -192,58 +250,12 @@ mom_raft_tell_due(const mom_raft_t *m)
     return m->tell_due;
 }
 
-/* The lazily written entries are durable now: reported to raft. */
-void
-mom_raft_lazy_written(mom_raft_t *m, uint64_t now_ms)
-{
-    m->stats.lazy_flushes++;
-    if (m->sync_due == 0) {
-        m->sync_due = now_ms + MOM_RAFT_LAZY_SYNC_MS;
-    }
-}
-
-void
-mom_raft_lazy_synced(mom_raft_t *m, uint64_t now_ms, int report)
-{
-    size_t i;
-
-    m->sync_due = 0;
-    for (i = 0; i < m->n_groups; i++) {
-        m->groups[i]->lazy_last = 0;
-    }
-    for (i = 0; report && i < m->n_groups; i++) {
-        mom_raft_group_durable(m->groups[i], now_ms);
-    }
-}
-
 void
 mom_raft_tell_commits(mom_raft_t *m, uint64_t now_ms)
 {
     size_t i;
 
-    if (m->sync_due != 0 && now_ms >= m->sync_due) {
-        int sync = 0;
-
-        m->sync_due = 0;
-        for (i = 0; i < m->n_groups; i++) {
-            mom_raft_group_t *g = m->groups[i];
-            uint64_t due = g->lazy_at + MOM_RAFT_LAZY_SYNC_MS;
-
-            if (raft_commit_index(&g->raft) >= g->lazy_last) {
-                continue;
-            }
-            if (now_ms >= due) {
-                sync = 1;
-            } else if (m->sync_due == 0 || due < m->sync_due) {
-                m->sync_due = due; /* a later round: not due yet */
-            }
-        }
-        if (sync) {
-            mom_raft_store_sync(m->store);
-            m->stats.lazy_syncs++;
-            mom_raft_lazy_synced(m, now_ms, 1);
-        }
-    }
+    lazy_sync_if_due(m, now_ms);
     if (m->tell_due == 0) {
         for (i = 0; i < m->n_groups; i++) {
             if (group_tell_commit(m->groups[i], 0) > 0) {

@@ -263,37 +263,42 @@ mom_store_migrate_run(mom_store_t *st, const char *what, const char *sql,
     return rc;
 }
 
-/* Moves the results of a database of earlier versions, once. */
+/* The migrations of databases of earlier versions, in order: each runs
+ * once, when its probe finds the old shape. */
+static const struct {
+    const char *probe;
+    const char *what;
+    const char *sql;
+} mom_store_migrations[] = {
+    {"SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+     "name = 'applied_commands'",
+     "moving idempotency results to applied_results",
+     mom_store_migrate_results},
+    /* Results keyed by producer first (the second key column). */
+    {"SELECT 1 FROM pragma_table_info('applied_results') WHERE "
+     "name = 'producer' AND pk = 2",
+     "keying idempotency results by sequence before producer",
+     mom_store_migrate_key},
+};
+
 static int
 mom_store_migrate(mom_store_t *st, char **msg)
 {
+    size_t n = sizeof(mom_store_migrations) / sizeof(mom_store_migrations[0]);
     int old, rc;
 
-    old = mom_store_query_any(st, "SELECT 1 FROM sqlite_master WHERE "
-                                  "type = 'table' AND name = "
-                                  "'applied_commands'");
-    if (old < 0) {
-        return SQLITE_ERROR;
-    }
-    if (old) {
-        rc = mom_store_migrate_run(
-            st, "moving idempotency results to applied_results",
-            mom_store_migrate_results, msg);
-        if (rc != SQLITE_OK) {
-            return rc;
+    for (size_t i = 0; i < n; i++) {
+        old = mom_store_query_any(st, mom_store_migrations[i].probe);
+        if (old < 0) {
+            return SQLITE_ERROR;
         }
-    }
-    /* Results keyed by producer first (the second key column). */
-    old = mom_store_query_any(st, "SELECT 1 FROM pragma_table_info("
-                                  "'applied_results') WHERE name = "
-                                  "'producer' AND pk = 2");
-    if (old < 0) {
-        return SQLITE_ERROR;
-    }
-    if (old) {
-        return mom_store_migrate_run(
-            st, "keying idempotency results by sequence before producer",
-            mom_store_migrate_key, msg);
+        if (old) {
+            rc = mom_store_migrate_run(st, mom_store_migrations[i].what,
+                                       mom_store_migrations[i].sql, msg);
+            if (rc != SQLITE_OK) {
+                return rc;
+            }
+        }
     }
     return SQLITE_OK;
 }

@@ -134,6 +134,7 @@ ngx_int_t ngx_http_mom_frame_length(u_char *p, u_char *last, size_t max,
 u_char *ngx_http_mom_frame_pack(u_char *p, const Mom__Request *req,
     size_t size);
 ngx_int_t ngx_http_mom_connect(ngx_addr_t *addr, ngx_connection_t **c);
+ngx_int_t ngx_http_mom_buf_reserve(ngx_buf_t *b, size_t size);
 ngx_str_t *ngx_http_mom_status_line(ngx_uint_t status);
 
 /* errors */

@@ -65,7 +65,6 @@ struct ngx_http_mom_channel_s {
 static ngx_http_mom_channel_t *ngx_http_mom_channel_get(
     ngx_http_request_t *r);
 static ngx_int_t ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch);
-static ngx_int_t ngx_http_mom_channel_reserve(ngx_buf_t *b, size_t size);
 static ngx_int_t ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch,
     Mom__Request *req);
 static void ngx_http_mom_channel_cancel(ngx_http_mom_channel_t *ch,
@@ -292,45 +291,6 @@ ngx_http_mom_channel_connect(ngx_http_mom_channel_t *ch)
 }
 
 
-/* room for size more bytes after b->last */
-
-static ngx_int_t
-ngx_http_mom_channel_reserve(ngx_buf_t *b, size_t size)
-{
-    u_char  *p;
-    size_t   used, capacity;
-
-    if ((size_t) (b->end - b->last) >= size) {
-        return NGX_OK;
-    }
-
-    used = b->last - b->pos;
-
-    if ((size_t) (b->end - b->start) >= used + size) {
-        ngx_memmove(b->start, b->pos, used);
-
-    } else {
-        capacity = ngx_max((size_t) (b->end - b->start) * 2, used + size);
-
-        p = ngx_alloc(capacity, ngx_cycle->log);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(p, b->pos, used);
-        ngx_free(b->start);
-
-        b->start = p;
-        b->end = p + capacity;
-    }
-
-    b->pos = b->start;
-    b->last = b->start + used;
-
-    return NGX_OK;
-}
-
-
 /*
  * Appends req's frame to the output; it is written after this turn's
  * other requests have joined it.
@@ -344,7 +304,7 @@ ngx_http_mom_channel_frame(ngx_http_mom_channel_t *ch, Mom__Request *req)
     size = mom__request__get_packed_size(req);
 
     if (size > ch->max_frame
-        || ngx_http_mom_channel_reserve(&ch->out,
+        || ngx_http_mom_buf_reserve(&ch->out,
                                         NGX_HTTP_MOM_FRAME_HEADER + size)
            != NGX_OK)
     {
@@ -655,7 +615,7 @@ ngx_http_mom_channel_replies(ngx_http_mom_channel_t *ch)
         return NGX_OK;
     }
 
-    return ngx_http_mom_channel_reserve(b, need - (b->last - b->pos));
+    return ngx_http_mom_buf_reserve(b, need - (b->last - b->pos));
 }
 
 

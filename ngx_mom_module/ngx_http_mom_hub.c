@@ -527,7 +527,6 @@ ngx_http_mom_hub_read_handler(ngx_event_t *rev)
 static ngx_int_t
 ngx_http_mom_hub_frames(ngx_http_mom_hub_t *hub)
 {
-    u_char         *p;
     size_t          len, have, need;
     ngx_int_t       rc;
     ngx_buf_t      *b;
@@ -596,27 +595,14 @@ ngx_http_mom_hub_frames(ngx_http_mom_hub_t *hub)
     }
 
     if (ngx_http_mom_frame_length(b->pos, b->last, hub->max_frame, &len)
-        == NGX_OK)
+        != NGX_OK)
     {
-        need = NGX_HTTP_MOM_FRAME_HEADER + len;
-
-        if ((size_t) (b->end - b->start) < need) {
-            p = ngx_alloc(need, ngx_cycle->log);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(p, b->start, have);
-            ngx_free(b->start);
-
-            b->start = p;
-            b->pos = p;
-            b->last = p + have;
-            b->end = p + need;
-        }
+        return NGX_OK;
     }
 
-    return NGX_OK;
+    need = NGX_HTTP_MOM_FRAME_HEADER + len;
+
+    return ngx_http_mom_buf_reserve(b, need - have);
 }
 
 

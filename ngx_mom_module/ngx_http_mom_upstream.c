@@ -66,6 +66,48 @@ ngx_http_mom_upstream_create(ngx_http_request_t *r, ngx_http_mom_ctx_t *ctx)
 
 
 /*
+ * Room for size more bytes after b->last: the unread bytes move to the
+ * start, or to a buffer grown (at least doubled) to hold them and size.
+ */
+
+ngx_int_t
+ngx_http_mom_buf_reserve(ngx_buf_t *b, size_t size)
+{
+    u_char  *p;
+    size_t   used, capacity;
+
+    if ((size_t) (b->end - b->last) >= size) {
+        return NGX_OK;
+    }
+
+    used = b->last - b->pos;
+
+    if ((size_t) (b->end - b->start) >= used + size) {
+        ngx_memmove(b->start, b->pos, used);
+
+    } else {
+        capacity = ngx_max((size_t) (b->end - b->start) * 2, used + size);
+
+        p = ngx_alloc(capacity, ngx_cycle->log);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, b->pos, used);
+        ngx_free(b->start);
+
+        b->start = p;
+        b->end = p + capacity;
+    }
+
+    b->pos = b->start;
+    b->last = b->start + used;
+
+    return NGX_OK;
+}
+
+
+/*
  * Writes req as one frame (4-byte big-endian length, then size bytes of
  * the packed request) at p, which has room for both; returns its end.
  */

@@ -8,7 +8,8 @@
 #    its heartbeats and final event; the 200 REPLY says stream_buffer.
 # 2. Many subscribers in one worker get identical, complete streams, and
 #    momd writes each event once per worker, not once per subscriber
-#    (write system calls of momd, /proc/PID/io).
+#    (write system calls of momd, /proc/PID/io); an event larger than the
+#    shared stream's read buffer arrives whole.
 # 3. Subscribers joining mid-stream from old offsets while messages are
 #    published at full speed get every message from there, once, in order
 #    (replay on their own stream, then the hand-over).
@@ -157,6 +158,15 @@ is($same, $N, 'identical streams, byte for byte');
 cmp_ok($writes / $M, '<', 15,
        sprintf 'momd writes each event once, not once per subscriber '
        . '(%.1f write calls per publish)', $writes / $M);
+# an event larger than the shared stream's 64 KiB read buffer (it grows)
+is(publish('fan', {n => 'big', pad => 'h' x 100_000}), 200, 'a 100 KB message');
+is(publish('fan', {n => 'after'}), 200, 'and a small one after it');
+my @big = map { [$_->data_events(2, timeout => 20)] } @subs;
+is_deeply([map { ids(@$_) } @big], [([$M + 2, $M + 3]) x $N],
+          'every subscriber gets both');
+is(scalar(grep { length($_->[0]{json}{content}{pad} // '') == 100_000
+                 && $_->[1]{json}{content}{n} eq 'after' } @big), $N,
+   'the big one whole, then the next');
 $_->disconnect for @subs;
 
 # --- 3. late joiners during a full-speed publish -----------------------------

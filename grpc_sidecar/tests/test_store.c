@@ -658,6 +658,22 @@ test_reopen_and_list(void **state)
     assert_non_null(strstr(BODY(f), "\"content\":null"));
 }
 
+/* Reopens the store on a database of an earlier version, made by sql. */
+static void
+reopen_as(fixture_t *f, const char *sql)
+{
+    char path[128];
+    sqlite3 *db;
+
+    mom_store_close(f->st);
+    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
+    unlink(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    f->st = open_store(f->dir);
+}
+
 /* A database of an earlier version: rowid message tables and results keyed
  * by producer plus an index by group. It keeps working; the results are
  * moved once. */
@@ -665,40 +681,28 @@ static void
 test_old_database(void **state)
 {
     fixture_t *f = *state;
-    char path[128], *hash = NULL;
+    char *hash = NULL;
     collected_t c = {0};
-    sqlite3 *db;
     uint64_t applied;
 
-    mom_store_close(f->st);
-    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(
-            db,
-            "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-            "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
-            "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
-            "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
-            "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-            "  PRIMARY KEY (topic, \"offset\"));"
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
-            "CREATE TABLE applied_commands (grp INTEGER NOT NULL,"
-            "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
-            "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-            "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
-            "CREATE INDEX applied_commands_by_group"
-            "  ON applied_commands(grp, sequence);"
-            "INSERT INTO topics VALUES ('old', 'alice', 2);"
-            "INSERT INTO topic_messages VALUES ('old', 1, 'alice', '1', 5);"
-            "INSERT INTO meta VALUES ('applied_index.0', 40);"
-            "INSERT INTO applied_commands VALUES (0, 77, 1000, 201, '{}');",
-            NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
-
-    f->st = open_store(f->dir);
+    reopen_as(f,
+              "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+              "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
+              "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
+              "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
+              "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
+              "  PRIMARY KEY (topic, \"offset\"));"
+              "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
+              "CREATE TABLE applied_commands (grp INTEGER NOT NULL,"
+              "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+              "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+              "  PRIMARY KEY (producer, sequence)) WITHOUT ROWID;"
+              "CREATE INDEX applied_commands_by_group"
+              "  ON applied_commands(grp, sequence);"
+              "INSERT INTO topics VALUES ('old', 'alice', 2);"
+              "INSERT INTO topic_messages VALUES ('old', 1, 'alice', '1', 5);"
+              "INSERT INTO meta VALUES ('applied_index.0', 40);"
+              "INSERT INTO applied_commands VALUES (0, 77, 1000, 201, '{}');");
     mom_store_applied_index(f->st, 0, &applied);
     assert_int_equal(applied, 40);
     assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
@@ -822,29 +826,16 @@ static void
 test_results_rekeyed(void **state)
 {
     fixture_t *f = *state;
-    char path[128], dump[256];
-    sqlite3 *db;
+    char dump[256];
 
-    mom_store_close(f->st);
-    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(
-            db,
-            "CREATE TABLE applied_results (grp INTEGER NOT NULL,"
-            "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
-            "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-            "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;"
-            "INSERT INTO applied_results VALUES (0, 77, 1000, 201, '{}');"
-            "INSERT INTO applied_results VALUES (0, 77, 1200, 202, '{}');"
-            "INSERT INTO applied_results VALUES (0, 78, 1100, 203, '{}');"
-            "INSERT INTO applied_results VALUES (5, 77, 900, 204, '{}');",
-            NULL, NULL, NULL),
-        SQLITE_OK);
-    sqlite3_close(db);
-
-    f->st = open_store(f->dir);
+    reopen_as(f, "CREATE TABLE applied_results (grp INTEGER NOT NULL,"
+                 "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+                 "  status INTEGER NOT NULL, body BLOB NOT NULL,"
+                 "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;"
+                 "INSERT INTO applied_results VALUES (0, 77, 1000, 201, '{}');"
+                 "INSERT INTO applied_results VALUES (0, 77, 1200, 202, '{}');"
+                 "INSERT INTO applied_results VALUES (0, 78, 1100, 203, '{}');"
+                 "INSERT INTO applied_results VALUES (5, 77, 900, 204, '{}');");
     assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
     assert_int_equal(dedup_status(f, 0, 77, 1200), 202);
     assert_int_equal(dedup_status(f, 0, 78, 1100), 203);
