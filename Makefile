@@ -29,6 +29,8 @@ UNIT_BINS  := $(patsubst grpc_sidecar/tests/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 PKGS       := libuv sqlite3 libprotobuf-c jansson openssl grpc
 CFLAGS_PKG := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_PKG   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lraft -lpthread
+# grpc_tune.cc (momd only): Abseil's mutex settings have no C API
+ABSL_LIBS  := $(shell pkg-config --libs absl_synchronization 2>/dev/null)
 
 SHELL      := /bin/bash
 CC         ?= cc
@@ -83,6 +85,11 @@ $(BUILD)/obj/%.o: grpc_sidecar/%.c $(MOMD_HDRS) $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(MOMD_CFLAGS) -c $< -o $@
 
+$(BUILD)/obj/%.o: grpc_sidecar/%.cc grpc_sidecar/%.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -Werror -fno-exceptions \
+	    $(shell pkg-config --cflags absl_synchronization) -c $< -o $@
+
 $(BUILD)/obj/gen/%.o: $(GEN)/%.c $(GEN_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -O2 -g -I$(GEN) $(CFLAGS_PKG) -c $< -o $@
@@ -90,8 +97,8 @@ $(BUILD)/obj/gen/%.o: $(GEN)/%.c $(GEN_HDRS)
 MOMD_OBJS := $(patsubst grpc_sidecar/%.c,$(BUILD)/obj/%.o,$(MOMD_SRCS)) \
              $(patsubst $(GEN)/%.c,$(BUILD)/obj/gen/%.o,$(GEN_SRCS))
 
-$(MOMD): $(MOMD_OBJS) $(BUILD)/obj/main.o
-	$(CC) -o $@ $^ $(LIBS_PKG)
+$(MOMD): $(MOMD_OBJS) $(BUILD)/obj/main.o $(BUILD)/obj/grpc_tune.o
+	$(CC) -o $@ $^ $(LIBS_PKG) $(ABSL_LIBS)
 
 momd: $(MOMD)
 
@@ -143,7 +150,8 @@ $(BUILD)/bench/store_bench: bench/store_bench.c $(MOMD_OBJS)
 build/bench/store_bench: $(BUILD)/bench/store_bench ;
 
 format:
-	clang-format -i grpc_sidecar/*.c grpc_sidecar/*.h grpc_sidecar/tests/*.c
+	clang-format -i grpc_sidecar/*.c grpc_sidecar/*.cc grpc_sidecar/*.h \
+	    grpc_sidecar/tests/*.c
 
 clean:
 	rm -rf $(BUILD)

@@ -14,6 +14,7 @@
 #include "cluster.h"
 #include "commit.h"
 #include "conf.h"
+#include "grpc_tune.h"
 #include "log.h"
 #include "ops.h"
 #include "placement.h"
@@ -110,6 +111,7 @@ main(int argc, char **argv)
     }
     mom_log_level = d.conf.log_level;
     signal(SIGPIPE, SIG_IGN);
+    mom_grpc_tune();
 
     d.loop = uv_default_loop();
     d.st =
