@@ -231,6 +231,44 @@ peer_op_eager(mom_peer *p, mom_peer_op *o)
     }
 }
 
+/*
+ * Takes op o out of the hand-off lists if it has completed successfully:
+ * the caller handles its completion now rather than on the loop's next
+ * wake-up (which comes after the rest of the current iteration's work).
+ * The other completions stay in the loop's list, dispatched as before.
+ */
+static int
+peer_op_claim(mom_peer *p, mom_peer_op *o)
+{
+    mom_peer_op *prev = NULL, *cur;
+    int wake_pending;
+
+    pthread_mutex_lock(&p->mu);
+    if (!o->queued || !o->success) {
+        pthread_mutex_unlock(&p->mu);
+        return 0;
+    }
+    wake_pending = p->wake_pending; /* a wake-up on its way still comes */
+    peer_take_locked(p);
+    p->wake_pending = wake_pending;
+    pthread_mutex_unlock(&p->mu);
+    for (cur = p->local_head; cur != NULL; prev = cur, cur = cur->next) {
+        if (cur == o) {
+            if (prev == NULL) {
+                p->local_head = o->next;
+            } else {
+                prev->next = o->next;
+            }
+            if (p->local_tail == o) {
+                p->local_tail = prev;
+            }
+            p->outstanding--;
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Whether op o has completed (it may wait, lazy, in the hand-off list). */
 static int
 peer_op_completed(mom_peer *p, const mom_peer_op *o)
@@ -244,6 +282,8 @@ peer_op_completed(mom_peer *p, const mom_peer_op *o)
 }
 
 /* --- client side --------------------------------------------------------- */
+
+static void cli_on_send(mom_peer_stream *s, int success);
 
 mom_peer_channel *
 mom_peer_channel_get(mom_peer *p, const char *addr)
@@ -630,7 +670,9 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    if (s->sending) {
+    if (s->sending && peer_op_claim(p, &s->op_send)) {
+        cli_on_send(s, 1); /* sent already: the next one starts now */
+    } else if (s->sending) {
         peer_op_eager(p, &s->op_send); /* this message waits for it */
     }
     cli_pump(s);

@@ -712,6 +712,64 @@ test_bidi(void **state)
     finish_loop();
 }
 
+/* Waits, without running the loop, until every written message is sent. */
+static int
+sent_without_loop(const mom_peer_stream *st, int timeout_ms)
+{
+    uint64_t end = now_ms() + timeout_ms;
+
+    while (mom_peer_stream_unsent(st) > 0) {
+        if (now_ms() >= end) {
+            return 0;
+        }
+        usleep(1000);
+    }
+    return 1;
+}
+
+/*
+ * A write that follows a send gRPC has completed, but whose completion
+ * the loop has not taken yet (nothing woke it), starts its own send at
+ * once: it does not wait for the loop's next turn.
+ */
+static void
+test_bidi_write_after_send(void **state)
+{
+    server s;
+    char *addr = server_start(&s, NULL);
+    mom_peer *cli = mom_peer_start(&loop, NULL, NULL, NULL, NULL);
+    mom_peer_channel *ch = mom_peer_channel_get(cli, addr);
+    stream_result sr = {0};
+    char msg[32];
+    int n;
+
+    s.bidi_in_order = 1;
+    sr.in_order = 1;
+    sr.handle =
+        mom_peer_bidi_call(ch, MOM_PEER_PATH_RAFT_STREAM, 0, &stream_cbs, &sr);
+    assert_non_null(sr.handle);
+    assert_int_equal(mom_peer_stream_write(sr.handle, (uint8_t *)"event 0", 7),
+                     0);
+    assert_true(run_until(&s.bidi_msgs, 1, 5000)); /* connected */
+    for (unsigned i = 1; i <= 20; i++) {
+        n = snprintf(msg, sizeof(msg), "event %u", i);
+        assert_true(sent_without_loop(sr.handle, 2000));
+        assert_int_equal(
+            mom_peer_stream_write(sr.handle, (uint8_t *)msg, (size_t)n), 0);
+    }
+    assert_true(sent_without_loop(sr.handle, 2000));
+    assert_true(run_until(&s.bidi_msgs, 21, 5000));
+    assert_true(s.bidi_in_order);
+    assert_int_equal(mom_peer_stream_write(sr.handle, (uint8_t *)"end", 3), 0);
+    assert_true(run_until((unsigned *)&sr.ended, 1, 5000));
+    assert_int_equal(sr.status, GRPC_STATUS_OK);
+    assert_true(sr.in_order);
+
+    mom_peer_stop(cli);
+    mom_peer_stop(s.peer);
+    finish_loop();
+}
+
 static void
 test_shutdown_in_flight(void **state)
 {
@@ -930,6 +988,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_stream_cancel_and_bound, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_bidi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bidi_write_after_send, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_in_flight, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
