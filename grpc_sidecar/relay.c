@@ -9,13 +9,15 @@
  * connection to nginx is in stream mode and every frame of the replica is
  * written to it unchanged; a subscriber that falls behind is ended like a
  * local one ("subscriber too slow"), and when the replica goes away the
- * stream is closed (the client resumes with Last-Event-ID).
+ * stream is closed (the client resumes with Last-Event-ID). A stream the
+ * module mutes (OP_MUTE) gets no more message events from here on.
  *
  * Server side (a replica): the Subscribe request is sent over a fresh
  * connection to this momd's own socket, and each frame read back is sent
  * on the gRPC stream. A stream whose queue is full (a consumer that does
  * not keep up) is ended; so is the connection when the peer goes away.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +36,7 @@ typedef struct {
     mom_op_t *op;     /* until the replica's first answer */
     mom_conn_t *conn; /* after a 200: the stream to nginx (referenced) */
     mom_peer_stream *up;
+    bool muted; /* OP_MUTE read: message events stop here */
 } mom_relay_t;
 
 static void
@@ -77,6 +80,33 @@ mom_relay_end_slow(mom_relay_t *r)
     mom_conn_close(r->conn, true); /* frees r through on_close */
 }
 
+/*
+ * OP_MUTE (the module feeds this subscriber from its shared stream of the
+ * topic now): the replica cannot be told, Subscribe being server-streaming,
+ * so its message events stop here; heartbeats and the final event still
+ * go through, as on a local stream.
+ */
+static void
+mom_relay_request(void *data, mom_conn_t *conn, Mom__Request *req)
+{
+    mom_relay_t *r = data;
+
+    if (req->op == MOM__OP__OP_MUTE) {
+        r->muted = true;
+    } else {
+        mom_log_warn("request %d on a relayed stream ignored", req->op);
+    }
+    mom__request__free_unpacked(req, NULL);
+}
+
+/* A message event (an `id:` line first), not a heartbeat or `retry:`. */
+static bool
+mom_relay_is_message(const Mom__Response *resp)
+{
+    return resp->kind == MOM__KIND__KIND_EVENT && resp->body.len >= 3 &&
+           memcmp(resp->body.data, "id:", 3) == 0;
+}
+
 /* The replica's first answer: the status of the stream. */
 static void
 mom_relay_replied(mom_relay_t *r, const Mom__Response *resp)
@@ -93,6 +123,7 @@ mom_relay_replied(mom_relay_t *r, const Mom__Response *resp)
     mom_conn_ref(conn);
     r->conn = conn;
     mom_conn_stream(conn, mom_relay_conn_closed, r);
+    mom_conn_stream_requests(conn, mom_relay_request);
     mom_op_finish(op, 200, "", 0, NULL);
 }
 
@@ -114,7 +145,8 @@ mom_relay_message(void *ctx, const uint8_t *buf, size_t len)
         mom__response__free_unpacked(resp, NULL);
         return;
     }
-    if (r->conn == NULL || mom_conn_closed(r->conn)) {
+    if (r->conn == NULL || mom_conn_closed(r->conn) ||
+        (r->muted && mom_relay_is_message(resp))) {
         mom__response__free_unpacked(resp, NULL);
         return;
     }

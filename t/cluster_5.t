@@ -14,6 +14,7 @@ use Test::More;
 use Time::HiRes qw(time sleep);
 use MOM::Test;
 use MOM::Test::Ring;
+use MOM::Test::Frame;
 
 my $t = MOM::Test->new(nodes => 5);
 $t->start;
@@ -88,6 +89,58 @@ is_deeply($end && $end->{json}, {reason => 'topic deleted'},
           'the outsider\'s stream ends with "topic deleted"');
 ok($s->wait_closed(5), 'and closes');
 $s->disconnect;
+
+# A relayed stream the module mutes (OP_MUTE: the subscriber is fed from
+# its worker's shared stream) carries no more message events, but still
+# its heartbeats and its final event, as a local one does.
+my $quiet;
+for my $i (1 .. 200) {
+    my $p = MOM::Test::Ring::partition_of("quiet$i", 64);
+    my %in = map { $_ => 1 } MOM::Test::Ring::replicas([1 .. 5], $p, 3);
+    $quiet = "quiet$i", last unless $in{$outsider};
+}
+is($t->post('/messages/topics', {name => $quiet}, token => $tok,
+            node => $outsider)->{status}, 200, "topic $quiet created");
+{
+    my $c = MOM::Test::Frame->new($t->socket_path($outsider));
+    $c->request(op => 'OP_SUBSCRIBE', name => $quiet, heartbeat_ms => 200);
+    my $f = $c->response(timeout => 10);
+    is($f && $f->{status}, 200, 'relayed subscribe on momd: 200');
+    is($t->post("/messages/messages/topic/$quiet", {content => 'q1'},
+                token => $tok, node => $replicas[0])->{status}, 200,
+       'publish q1');
+    my $first;
+    while (my $g = $c->response(timeout => 10)) {
+        $first = $g, last if ($g->{body} // '') =~ /^id: /;
+    }
+    like($first && $first->{body}, qr/^id: 1\n/,
+         'relayed stream: event 1 before the mute');
+    $c->request(op => 'OP_MUTE');
+    sleep 0.3;
+    for my $i (2 .. 4) {
+        $t->post("/messages/messages/topic/$quiet", {content => "q$i"},
+                 token => $tok, node => 1 + $i % 5);
+    }
+    my @bodies;
+    my $deadline = time + 1.5;
+    while (time < $deadline) {
+        my $g = $c->response(timeout => $deadline - time) // last;
+        push @bodies, $g->{body} // '';
+    }
+    ok(!grep({ /^id: / } @bodies),
+       'relayed stream: no message event once muted');
+    ok(scalar(grep { /^: ping/ } @bodies),
+       'relayed stream: heartbeats go on');
+    is($t->del("/messages/topics/$quiet", token => $tok,
+               node => $replicas[1])->{status}, 200, "topic $quiet deleted");
+    my $end;
+    while (my $g = $c->response(timeout => 10)) {
+        if ($g->{kind_name} eq 'END') { $end = $g; last }
+    }
+    like($end && $end->{body}, qr/topic deleted/,
+         'relayed stream: a muted stream still gets its final event');
+    $c->disconnect;
+}
 
 # Errors of a stream's first answer arrive unchanged.
 $s = $t->sse("/messages/messages/topic/$topic", node => $outsider);
