@@ -167,7 +167,6 @@ peer_cq_thread(void *arg)
 static void
 peer_take_locked(mom_peer *p)
 {
-    p->wake_pending = 0;
     if (p->q_head == NULL) {
         return;
     }
@@ -202,6 +201,7 @@ peer_on_async(uv_async_t *a)
     mom_peer_op *o;
 
     pthread_mutex_lock(&p->mu);
+    p->wake_pending = 0;
     peer_take_locked(p);
     pthread_mutex_unlock(&p->mu);
 
@@ -241,16 +241,13 @@ static int
 peer_op_claim(mom_peer *p, mom_peer_op *o)
 {
     mom_peer_op *prev = NULL, *cur;
-    int wake_pending;
 
     pthread_mutex_lock(&p->mu);
     if (!o->queued || !o->success) {
         pthread_mutex_unlock(&p->mu);
         return 0;
     }
-    wake_pending = p->wake_pending; /* a wake-up on its way still comes */
-    peer_take_locked(p);
-    p->wake_pending = wake_pending;
+    peer_take_locked(p); /* a wake-up on its way still comes */
     pthread_mutex_unlock(&p->mu);
     for (cur = p->local_head; cur != NULL; prev = cur, cur = cur->next) {
         if (cur == o) {

@@ -121,22 +121,14 @@ is($t->post('/messages/topics', {name => $quiet}, token => $tok,
         $t->post("/messages/messages/topic/$quiet", {content => "q$i"},
                  token => $tok, node => 1 + $i % 5);
     }
-    my @bodies;
-    my $deadline = time + 1.5;
-    while (time < $deadline) {
-        my $g = $c->response(timeout => $deadline - time) // last;
-        push @bodies, $g->{body} // '';
-    }
+    my @bodies = map { $_->{body} // '' } $c->responses_for(1.5);
     ok(!grep({ /^id: / } @bodies),
        'relayed stream: no message event once muted');
     ok(scalar(grep { /^: ping/ } @bodies),
        'relayed stream: heartbeats go on');
     is($t->del("/messages/topics/$quiet", token => $tok,
                node => $replicas[1])->{status}, 200, "topic $quiet deleted");
-    my $end;
-    while (my $g = $c->response(timeout => 10)) {
-        if ($g->{kind_name} eq 'END') { $end = $g; last }
-    }
+    my $end = $c->end(timeout => 10);
     like($end && $end->{body}, qr/topic deleted/,
          'relayed stream: a muted stream still gets its final event');
     $c->disconnect;

@@ -106,20 +106,12 @@ $t->sse_or_stop('/messages/messages/topic/m');
     $c->request(op => 'OP_MUTE');
     sleep 0.2;
     is(publish('m', 2), 200, 'publish 2');
-    my @bodies;
-    my $deadline = time + 1.5;
-    while (time < $deadline) {
-        my $f = $c->response(timeout => $deadline - time) // last;
-        push @bodies, $f->{body};
-    }
+    my @bodies = map { $_->{body} } $c->responses_for(1.5);
     ok(!grep({ /^id: / } @bodies), 'momd: no message event once muted');
     ok(scalar(grep { /^: ping/ } @bodies), 'momd: heartbeats go on');
     is($t->del('/messages/topics/m', token => $tok)->{status}, 200,
        'topic m deleted');
-    my $end;
-    while (my $f = $c->response(timeout => 5)) {
-        if ($f->{kind_name} eq 'END') { $end = $f; last }
-    }
+    my $end = $c->end(timeout => 5);
     like($end && $end->{body}, qr/topic deleted/,
          'momd: a muted stream still gets its final event');
     $c->disconnect;

@@ -174,6 +174,29 @@ sub response {
     }
 }
 
+# responses_for(s): every Response that arrives within s seconds.
+sub responses_for {
+    my ($self, $seconds) = @_;
+    my (@got, $r);
+    my $deadline = time + $seconds;
+    while (time < $deadline) {
+        $r = $self->response(timeout => $deadline - time) // last;
+        push @got, $r;
+    }
+    return @got;
+}
+
+# end(timeout => s): the stream's END Response, skipping what comes
+# before it; undef if none comes in time.
+sub end {
+    my ($self, %o) = @_;
+    my $deadline = time + ($o{timeout} // 5);
+    while (my $r = $self->response(timeout => $deadline - time)) {
+        return $r if $r->{kind_name} eq 'END';
+    }
+    return undef;
+}
+
 # closed_by_peer(timeout): momd closed this connection (EOF) in time.
 sub closed_by_peer {
     my ($self, $timeout) = @_;
