@@ -13,6 +13,13 @@
  * delivered only after that transaction committed; aborted
  * submissions are delivered the same way, outside any mom_raft_* call, so
  * that callbacks may submit again.
+ *
+ * In a cluster the fdatasync of a durable flush runs on a thread of its
+ * own (wal_sync.c): a follower's loop used to stop for it (~1 ms per
+ * round under load), holding the requests its nginx forwards and the
+ * answers coming back behind its own write. Raft hears of the write once
+ * the sync has ended (mom_raft_synced), so nothing counts on it before. A
+ * single node keeps the inline sync: its answers wait for it anyway.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -23,6 +30,7 @@
 #include "log.h"
 #include "raft_group.h"
 #include "snapshot.h"
+#include "wal_sync.h"
 
 /* Flushes per loop iteration. One: an entry is applied by the flush after
  * the one that wrote it (a leader counts itself once its write is durable),
@@ -71,6 +79,7 @@ struct mom_commit_s {
     uv_check_t check;
     uv_idle_t idle;
     uint64_t timer_due;
+    mom_wal_sync_t *sync; /* NULL: flushes sync inline */
     int open_handles;
     bool closing;
     bool want_barriers;
@@ -449,12 +458,97 @@ mom_commit_start_groups(mom_commit_t *c)
     return 0;
 }
 
+static void mom_commit_free(mom_commit_t *c);
+
+/* A flush's sync started by the driver (cb.sync_start). */
+static void
+mom_commit_sync_start(void *ctx)
+{
+    mom_commit_t *c = ctx;
+
+    mom_wal_sync_start(c->sync);
+}
+
+static void
+mom_commit_synced(void *ctx, int err)
+{
+    mom_commit_t *c = ctx;
+
+    if (err != 0) {
+        mom_log_error("WAL fdatasync: %s", strerror(err));
+        mom_commit_fatal("the Raft log is not durable");
+    }
+    if (c->closing) {
+        return;
+    }
+    mom_raft_synced(c->raft, uv_now(c->loop));
+    mom_commit_deliver(c);
+    if (c->tr.flush != NULL) {
+        c->tr.flush(c->tr.ctx);
+    }
+    mom_commit_kick(c);
+}
+
+static void
+mom_commit_sync_closed(void *ctx)
+{
+    mom_commit_t *c = ctx;
+
+    if (--c->open_handles == 0) {
+        mom_commit_free(c);
+    }
+}
+
+/* The WAL of the store's database, synced off the loop in a cluster. */
+static void
+mom_commit_sync_open(mom_commit_t *c, mom_raft_callbacks_t *cb)
+{
+    const char *db = sqlite3_db_filename(mom_store_db(c->st), "main");
+    char path[4096];
+
+    if (c->conf->n_members <= 1 || db == NULL || db[0] == '\0' ||
+        (size_t)snprintf(path, sizeof(path), "%s-wal", db) >= sizeof(path)) {
+        return;
+    }
+    c->sync = mom_wal_sync_new(c->loop, path, mom_commit_synced, c);
+    if (c->sync != NULL) {
+        cb->sync_start = mom_commit_sync_start;
+    }
+}
+
 static void
 mom_commit_free(mom_commit_t *c)
 {
     free(c->parts);
     free(c->installed);
     free(c);
+}
+
+/* mom_commit_new failed after the sync thread started. */
+static void
+mom_commit_abandon(mom_commit_t *c)
+{
+    if (c->sync != NULL) {
+        mom_wal_sync_close(c->sync, NULL);
+    }
+    mom_commit_free(c);
+}
+
+/* Waits for a sync in flight and reports it (closing). */
+static void
+mom_commit_sync_settle(mom_commit_t *c)
+{
+    int err;
+
+    if (c->sync == NULL || !mom_raft_syncing(c->raft)) {
+        return;
+    }
+    err = mom_wal_sync_wait(c->sync);
+    if (err != 0) {
+        mom_log_error("WAL fdatasync: %s", strerror(err));
+        mom_commit_fatal("the Raft log is not durable");
+    }
+    mom_raft_synced(c->raft, uv_now(c->loop));
 }
 
 mom_commit_t *
@@ -489,26 +583,27 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     c->parts = calloc(c->n_parts, sizeof(*c->parts));
     c->installed = calloc(c->n_parts, sizeof(bool));
     cb.ctx = c;
+    mom_commit_sync_open(c, &cb);
     mom_raft_options_default(&opt);
     opt.snapshot_threshold = conf->snapshot_threshold;
     opt.snapshot_trailing = conf->snapshot_trailing;
     opt.seed = (uint64_t)uv_hrtime();
     if (c->parts == NULL || c->installed == NULL) {
-        mom_commit_free(c);
+        mom_commit_abandon(c);
         return NULL;
     }
     c->raft = mom_raft_open(mom_store_db(st), conf->node_id, &cb, &opt);
     if (c->raft == NULL || mom_commit_forget_local_log(mom_store_db(st)) != 0) {
         mom_log_error("cannot open the Raft storage");
         mom_raft_close(c->raft);
-        mom_commit_free(c);
+        mom_commit_abandon(c);
         return NULL;
     }
     uv_update_time(loop);
     if (mom_commit_start_groups(c) != 0) {
         mom_raft_close(c->raft);
         mom_commit_deliver(c);
-        mom_commit_free(c);
+        mom_commit_abandon(c);
         return NULL;
     }
     uv_timer_init(loop, &c->timer);
@@ -517,7 +612,7 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     c->timer.data = c;
     c->check.data = c;
     c->idle.data = c;
-    c->open_handles = 3;
+    c->open_handles = c->sync != NULL ? 4 : 3;
     uv_check_start(&c->check, mom_commit_run);
     mom_commit_kick(c);
     return c;
@@ -656,8 +751,10 @@ mom_commit_close(mom_commit_t *c)
 {
     /* What is committable now is committed and answered; the rest gets
      * 503 (the client may retry: commands carry idempotency keys). */
+    mom_commit_sync_settle(c);
     if (mom_raft_pending(c->raft)) {
         mom_raft_flush(c->raft, uv_now(c->loop));
+        mom_commit_sync_settle(c);
     }
     mom_commit_deliver(c);
     c->closing = true;
@@ -670,4 +767,7 @@ mom_commit_close(mom_commit_t *c)
     uv_close((uv_handle_t *)&c->timer, mom_commit_closed);
     uv_close((uv_handle_t *)&c->check, mom_commit_closed);
     uv_close((uv_handle_t *)&c->idle, mom_commit_closed);
+    if (c->sync != NULL) {
+        mom_wal_sync_close(c->sync, mom_commit_sync_closed);
+    }
 }

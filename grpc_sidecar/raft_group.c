@@ -788,14 +788,47 @@ mom_raft_transfer(mom_raft_t *m, uint32_t group, uint64_t node, uint64_t now_ms)
 int
 mom_raft_pending(const mom_raft_t *m)
 {
+    mom_raft_group_t *g;
     size_t i;
 
     for (i = 0; i < m->n_groups; i++) {
-        if (mom_raft_group_pending(m->groups[i])) {
+        g = m->groups[i];
+        if (m->syncing ? (g->n_props > 0 && !mom_raft_props_held(g)) ||
+                             mom_raft_group_applicable(g)
+                       : mom_raft_group_pending(g)) {
             return 1;
         }
     }
     return 0;
+}
+
+int
+mom_raft_syncing(const mom_raft_t *m)
+{
+    return m->syncing;
+}
+
+/* What follows a durable commit once it is on disk. */
+static void
+flush_durable(mom_raft_t *m, int lazy_writes, uint64_t now_ms)
+{
+    size_t i;
+
+    if (lazy_writes >= 0) {
+        mom_raft_lazy_flushed(m, lazy_writes, now_ms);
+    }
+    for (i = 0; i < m->n_groups; i++) {
+        mom_raft_group_durable(m->groups[i], now_ms);
+    }
+}
+
+void
+mom_raft_synced(mom_raft_t *m, uint64_t now_ms)
+{
+    if (m->syncing) {
+        m->syncing = 0;
+        flush_durable(m, 0, now_ms);
+    }
 }
 
 void
@@ -844,9 +877,12 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
 {
     mom_raft_group_t *g;
     size_t i, written = 0;
-    int work = 0, writes = 0, lazy = 1;
+    int work = 0, writes = 0, lazy = 1, sole = 0, off_loop;
 
     mom_raft_propose(m, now_ms);
+    if (m->syncing) {
+        return;
+    }
     for (i = 0; i < m->n_groups; i++) {
         work |= mom_raft_group_pending(m->groups[i]);
     }
@@ -857,10 +893,13 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
         if (mom_raft_group_has_writes(m->groups[i])) {
             writes = 1;
             lazy = lazy && mom_raft_group_lazy(m->groups[i], now_ms);
+            sole = sole || mom_raft_group_sole_voter(m->groups[i]);
         }
     }
     lazy = lazy && writes; /* not synced: only entries a majority will sync */
-    mom_raft_store_begin_as(m->store, writes && !lazy);
+    off_loop = writes && !lazy && !sole && m->cb.sync_start != NULL &&
+               mom_raft_store_syncs(m->store);
+    mom_raft_store_begin_as(m->store, writes && !lazy && !off_loop);
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
         if (lazy && g->tail != NULL) {
@@ -880,10 +919,12 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
     mom_raft_store_commit(m->store);
     m->stats.flushes++;
     m->stats.group_writes += written;
-    if (writes) {
-        mom_raft_lazy_flushed(m, lazy, now_ms);
+    if (off_loop) {
+        /* Reported by mom_raft_synced() once the sync has ended. */
+        m->syncing = 1;
+        m->stats.syncs_off_loop++;
+        m->cb.sync_start(m->cb.ctx);
+        return;
     }
-    for (i = 0; i < m->n_groups; i++) {
-        mom_raft_group_durable(m->groups[i], now_ms);
-    }
+    flush_durable(m, writes ? lazy : -1, now_ms);
 }

@@ -73,6 +73,12 @@ typedef struct {
      * snapshot_restore() and before COMMIT, for writes the state machine
      * defers to the end of a batch (its applied indexes). */
     void (*applied_batch)(void *ctx);
+    /* Optional: makes a flush's durable commit reach the disk off the
+     * caller's thread (an fdatasync of the WAL, started now); the caller
+     * then calls mom_raft_synced(). Without it, flushes sync inline. Never
+     * used for a flush in which a sole voter wrote (it commits inside the
+     * transaction, counting on the inline sync). */
+    void (*sync_start)(void *ctx);
 } mom_raft_callbacks_t;
 
 typedef struct {
@@ -104,6 +110,7 @@ typedef struct {
     uint64_t commits_told;     /* commit-only AppendEntries to followers */
     uint64_t lazy_flushes;     /* a leader's entries written without a sync */
     uint64_t lazy_syncs;       /* ...synced later on their own */
+    uint64_t syncs_off_loop;   /* durable flushes synced by sync_start() */
     uint64_t bad_messages;     /* received and rejected */
 } mom_raft_stats_t;
 
@@ -148,6 +155,17 @@ void mom_raft_tick(mom_raft_t *m, uint64_t now_ms);
 
 /* Earliest time a timeout is due (UINT64_MAX if no group runs). */
 uint64_t mom_raft_next_deadline(const mom_raft_t *m);
+
+/*
+ * The sync that sync_start() began has ended: reports what the flush made
+ * durable and sends what waited for it, as an inline sync does at the end
+ * of mom_raft_flush(). Until then flushes write nothing (one sync at a
+ * time); commands are still proposed and a leader's committed entries
+ * applied.
+ */
+void mom_raft_synced(mom_raft_t *m, uint64_t now_ms);
+/* Non-zero between sync_start() and mom_raft_synced(). */
+int mom_raft_syncing(const mom_raft_t *m);
 
 /* Non-zero when mom_raft_flush() has work: writes, commands to apply,
  * proposals, messages waiting for durability. */

@@ -164,6 +164,7 @@ struct mom_raft_s {
     mom_raft_stats_t stats;
     uint64_t tell_due; /* when commit indexes are told, or 0 */
     uint64_t sync_due; /* when lazily written entries are synced, or 0 */
+    int syncing;       /* a flush's sync runs off the loop (sync_start) */
 };
 
 void *mom_raft_xmalloc(size_t n);
@@ -190,6 +191,8 @@ int mom_raft_group_pending(const mom_raft_group_t *g);
 /* Queued proposals wait for the previous round to commit. */
 int mom_raft_props_held(const mom_raft_group_t *g);
 int mom_raft_group_has_writes(const mom_raft_group_t *g);
+/* The group's only voter is this node, its leader. */
+int mom_raft_group_sole_voter(mom_raft_group_t *g);
 int mom_raft_group_write(mom_raft_group_t *g);
 void mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms);
 void mom_raft_group_apply(mom_raft_group_t *g);

@@ -467,8 +467,8 @@ install_write(mom_raft_group_t *g)
 }
 
 /* The leader of a group of one voter: this node is the whole majority. */
-static int
-sole_voter(mom_raft_group_t *g)
+int
+mom_raft_group_sole_voter(mom_raft_group_t *g)
 {
     const struct raft_configuration *conf = &g->raft.configuration;
 
@@ -482,7 +482,7 @@ sole_voter(mom_raft_group_t *g)
 static int
 may_elide(mom_raft_group_t *g)
 {
-    return sole_voter(g) && !g->installing && g->conf != NULL &&
+    return mom_raft_group_sole_voter(g) && !g->installing && g->conf != NULL &&
            g->applied_term != 0;
 }
 
@@ -803,7 +803,7 @@ report_persisted_entries(mom_raft_group_t *g, uint64_t now_ms)
 void
 mom_raft_group_persist_early(mom_raft_group_t *g, uint64_t now_ms)
 {
-    if (sole_voter(g)) {
+    if (mom_raft_group_sole_voter(g)) {
         report_persisted_entries(g, now_ms);
     }
 }

@@ -258,6 +258,12 @@ mom_raft_store_sync(mom_raft_store_t *s)
 }
 
 int
+mom_raft_store_syncs(const mom_raft_store_t *s)
+{
+    return s->sync_wal;
+}
+
+int
 mom_raft_store_load_state(mom_raft_store_t *s, uint32_t grp, uint64_t *term,
                           uint64_t *vote, mom_raft_snapshot_row_t *snapshot)
 {

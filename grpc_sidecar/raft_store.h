@@ -54,6 +54,9 @@ void mom_raft_store_commit(mom_raft_store_t *s);
 /* Makes every transaction committed so far durable (an fdatasync of the
  * WAL; nothing when the store does not sync). */
 void mom_raft_store_sync(mom_raft_store_t *s);
+/* Non-zero when durable commits sync the WAL (synchronous = FULL and a
+ * WAL journal): what mom_raft_store_sync() would do. */
+int mom_raft_store_syncs(const mom_raft_store_t *s);
 
 /* Returns 1 and fills term, vote and snapshot (index 0 if none) when the
  * group has a state row, else 0. */

@@ -59,6 +59,8 @@ typedef struct {
     mom_raft_t *raft;
     sqlite3_stmt *st_insert, *st_applied_get, *st_applied_set;
     uint64_t next_flush; /* SIM_NEVER: nothing to flush */
+    uint64_t sync_done;  /* an off-loop sync ends then (SIM_NEVER: none) */
+    uint64_t syncs_started;
     uint64_t restores;   /* snapshot_restore() calls */
     uint64_t aborted;
     uint64_t stale_applies; /* apply() at or below the applied index */
@@ -73,6 +75,9 @@ struct sim_s {
     char dir[256];
     mom_raft_options_t opt;
     unsigned delay_min, delay_max, loss_pct, disk_ms;
+    /* > 0: durable flushes sync off the loop (sync_start) and take this
+     * long; the databases then run with synchronous = FULL. */
+    unsigned sync_ms;
     int cut[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1]; /* 1: from -/-> to */
     uint64_t last_at[SIM_MAX_NODES + 1][SIM_MAX_NODES + 1];
     sim_msg_t *heap;
@@ -403,10 +408,19 @@ cb_snapshot_restore(void *ctx, uint32_t group, const uint8_t *buf, size_t len,
 /* --- nodes -------------------------------------------------------------- */
 
 static void
+cb_sync_start(void *ctx)
+{
+    sim_node_t *n = ctx;
+
+    assert_true(n->sync_done == SIM_NEVER); /* one at a time */
+    n->sync_done = n->sim->now + n->sim->sync_ms;
+    n->syncs_started++;
+}
+
+static void
 sim_node_open(sim_t *s, sim_node_t *n)
 {
     static const char schema[] =
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;"
         "CREATE TABLE IF NOT EXISTS sm_list(grp INTEGER, idx INTEGER,"
         " data BLOB, PRIMARY KEY (grp, idx));"
         "CREATE TABLE IF NOT EXISTS sm_applied(grp INTEGER PRIMARY KEY,"
@@ -414,11 +428,19 @@ sim_node_open(sim_t *s, sim_node_t *n)
     mom_raft_callbacks_t cb = {
         n,          cb_send,         cb_apply,         cb_applied_index,
         cb_aborted, cb_role_changed, cb_snapshot_take, cb_snapshot_restore,
-        NULL};
+        NULL,       NULL};
     uint64_t voters[SIM_MAX_NODES];
     unsigned i;
 
     assert_int_equal(sqlite3_open(n->path, &n->db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(n->db,
+                                  s->sync_ms > 0
+                                      ? "PRAGMA journal_mode = WAL;"
+                                        "PRAGMA synchronous = FULL;"
+                                      : "PRAGMA journal_mode = WAL;"
+                                        "PRAGMA synchronous = OFF;",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     assert_int_equal(sqlite3_exec(n->db, schema, NULL, NULL, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_prepare_v2(n->db,
                                         "INSERT INTO sm_list(grp, idx, data) "
@@ -436,6 +458,10 @@ sim_node_open(sim_t *s, sim_node_t *n)
                            "VALUES (?1, ?2)",
                            -1, &n->st_applied_set, NULL),
         SQLITE_OK);
+    if (s->sync_ms > 0) {
+        cb.sync_start = cb_sync_start;
+    }
+    n->sync_done = SIM_NEVER;
     n->raft = mom_raft_open(n->db, n->id, &cb, &s->opt);
     assert_non_null(n->raft);
     for (i = 0; i < s->n_voters; i++) {
@@ -466,6 +492,7 @@ sim_crash(sim_t *s, uint64_t id)
     n->raft = NULL;
     n->db = NULL;
     n->up = 0;
+    n->sync_done = SIM_NEVER; /* its report never comes */
 }
 
 static void
@@ -568,6 +595,7 @@ sim_run_until(sim_t *s, uint64_t until)
             t = mom_raft_tell_due(n->raft);
             next = t != 0 && t < next ? t : next;
             next = n->next_flush < next ? n->next_flush : next;
+            next = n->sync_done < next ? n->sync_done : next;
         }
         if (next > until) {
             break;
@@ -595,6 +623,10 @@ sim_run_until(sim_t *s, uint64_t until)
             }
             if (mom_raft_next_deadline(n->raft) <= s->now) {
                 mom_raft_tick(n->raft, s->now);
+            }
+            if (n->sync_done <= s->now) {
+                n->sync_done = SIM_NEVER;
+                mom_raft_synced(n->raft, s->now);
             }
             if (n->next_flush <= s->now) {
                 n->next_flush = SIM_NEVER;

@@ -661,7 +661,7 @@ check_acked_present(sim_t *s, const sim_req_t *r, size_t n)
  * write: at the end every node holds the same list with every
  * acknowledged command once. */
 static void
-test_chaos(void **state)
+chaos(unsigned sync_ms)
 {
     enum { ROUNDS = 60, PER_ROUND = 25 };
     sim_t s;
@@ -670,8 +670,8 @@ test_chaos(void **state)
     uint64_t l, a, b, down;
     unsigned round, k;
 
-    (void)state;
     sim_init(&s, 5, 1, 101);
+    s.sync_ms = sync_ms;
     s.loss_pct = 5;
     s.delay_max = 15;
     s.opt.snapshot_threshold = 50;
@@ -735,6 +735,62 @@ test_chaos(void **state)
     check_acked_present(&s, r, next);
     check_no_stale_applies(&s);
     free(r);
+    sim_destroy(&s);
+}
+
+static void
+test_chaos(void **state)
+{
+    (void)state;
+    chaos(0);
+}
+
+/* The same with every durable flush synced off the loop, 3 ms each. */
+static void
+test_chaos_syncs_off_loop(void **state)
+{
+    (void)state;
+    chaos(3);
+}
+
+/*
+ * A replica whose flush is synced off the loop (a cluster's momd) does
+ * not tell its leader about the write before the sync has ended: with
+ * syncs of 5 ms and 1 ms links, a command takes at least the sync and the
+ * two hops to commit (10 ms here; answering at the write, 5-6 ms).
+ * Meanwhile that replica starts no other write (cb_sync_start checks).
+ */
+static void
+test_syncs_off_loop(void **state)
+{
+    uint64_t l, took, started = 0;
+    unsigned k;
+    sim_t s;
+
+    (void)state;
+    sim_init(&s, 3, 1, 41);
+    s.delay_min = s.delay_max = 1;
+    s.sync_ms = 5;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    sim_run(&s, SEC);
+    for (k = 0; k < 20; k++) {
+        took = commit_one(&s, l, k + 1, SEC);
+        assert_true(took >= s.sync_ms + 2 * s.delay_min);
+        assert_true(took < 20);
+    }
+    for (k = 1; k <= s.n; k++) {
+        if (k != l) {
+            started += s.nodes[k - 1].syncs_started;
+            assert_int_equal(
+                mom_raft_stats(s.nodes[k - 1].raft)->syncs_off_loop,
+                s.nodes[k - 1].syncs_started);
+        }
+    }
+    assert_true(started >= 2 * 20);
+    sim_run(&s, SEC);
+    assert_int_equal(sim_check_same(&s, 0), 20);
+    check_no_stale_applies(&s);
     sim_destroy(&s);
 }
 
@@ -921,6 +977,8 @@ main(void)
         cmocka_unit_test(test_lossy_network),
         cmocka_unit_test(test_appendentries_split_by_bytes),
         cmocka_unit_test(test_chaos),
+        cmocka_unit_test(test_chaos_syncs_off_loop),
+        cmocka_unit_test(test_syncs_off_loop),
         cmocka_unit_test(test_apply_committed_early),
         cmocka_unit_test(test_followers_learn_commit_at_once),
         cmocka_unit_test(test_single_node),
