@@ -372,8 +372,12 @@ mom_commit_run(uv_check_t *check)
             c->tr.flush(c->tr.ctx);
         }
         /* What a majority has committed is answered before this node
-         * writes and fsyncs the next entries. */
-        mom_raft_apply_committed(c->raft);
+         * writes and fsyncs the next entries. When the sync runs off the
+         * loop, the flush applies it in its own transaction instead (one
+         * transaction per round), unless a sync holds the flush back. */
+        if (c->sync == NULL || mom_raft_syncing(c->raft)) {
+            mom_raft_apply_committed(c->raft);
+        }
         mom_commit_deliver(c);
         mom_raft_flush(c->raft, uv_now(c->loop));
         mom_commit_deliver(c);

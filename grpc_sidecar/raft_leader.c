@@ -75,8 +75,9 @@ mom_raft_group_lazy(mom_raft_group_t *g, uint64_t now_ms)
     const struct raft_configuration *conf = &g->raft.configuration;
     unsigned voters = 0, i;
 
-    if (g->m->cb.sync_start != NULL || g->tail == NULL || g->installing || g->truncate_from != 0 ||
-        g->state_dirty || raft_state(&g->raft) != RAFT_LEADER ||
+    if (g->m->cb.sync_start != NULL || g->tail == NULL || g->installing ||
+        g->truncate_from != 0 || g->state_dirty ||
+        raft_state(&g->raft) != RAFT_LEADER ||
         raft_commit_index(&g->raft) < g->lazy_last) {
         return 0;
     }
