@@ -5,9 +5,7 @@
  * returns (wal_vfs.c writes them out at the commit frame), and fdatasync
  * makes an inode's data durable whatever descriptor names it: the thread
  * syncs its own descriptor of the WAL, never SQLite's file object, which
- * the loop keeps using meanwhile. SQLite never replaces the WAL of an open
- * connection; should the file at the path change anyway, the thread opens
- * the new one before syncing.
+ * the loop keeps using meanwhile.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,15 +37,15 @@ struct mom_wal_sync_s {
     void (*closed_cb)(void *ctx);
 };
 
-/* The descriptor of the file now at the path. */
+/* The thread's descriptor of the WAL, opened again if the file it names
+ * was unlinked (SQLite deletes a WAL only when its last connection closes;
+ * it never renames one). */
 static int
 mom_wal_sync_fd(mom_wal_sync_t *s)
 {
-    struct stat at_path, held;
+    struct stat held;
 
-    if (s->fd >= 0 && stat(s->path, &at_path) == 0 &&
-        fstat(s->fd, &held) == 0 && at_path.st_ino == held.st_ino &&
-        at_path.st_dev == held.st_dev) {
+    if (s->fd >= 0 && fstat(s->fd, &held) == 0 && held.st_nlink > 0) {
         return 0;
     }
     if (s->fd >= 0) {
