@@ -8,8 +8,9 @@
  * with it.
  *
  * Results are collected while the driver applies entries inside its flush
- * transaction (or, on a leader, in the transaction that applies what is
- * committed and written before the flush writes the next round) and
+ * transaction (or, on a leader syncing inline, in the transaction that
+ * applies what is committed and written before the flush writes the next
+ * round) and
  * delivered only after that transaction committed; aborted
  * submissions are delivered the same way, outside any mom_raft_* call, so
  * that callbacks may submit again.
@@ -19,7 +20,9 @@
  * round under load), holding the requests its nginx forwards and the
  * answers coming back behind its own write. Raft hears of the write once
  * the sync has ended (mom_raft_synced), so nothing counts on it before. A
- * single node keeps the inline sync: its answers wait for it anyway.
+ * single node keeps the inline sync: its answers wait for it anyway. With
+ * the sync off the loop a leader syncs its own writes (never lazily) and
+ * applies what is committed in the flush's transaction: one per round.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -464,6 +467,16 @@ mom_commit_start_groups(mom_commit_t *c)
 
 static void mom_commit_free(mom_commit_t *c);
 
+/* A failed sync leaves the log not durable: stop (mom_commit_fatal). */
+static void
+mom_commit_sync_check(int err)
+{
+    if (err != 0) {
+        mom_log_error("WAL fdatasync: %s", strerror(err));
+        mom_commit_fatal("the Raft log is not durable");
+    }
+}
+
 /* A flush's sync started by the driver (cb.sync_start). */
 static void
 mom_commit_sync_start(void *ctx)
@@ -478,10 +491,7 @@ mom_commit_synced(void *ctx, int err)
 {
     mom_commit_t *c = ctx;
 
-    if (err != 0) {
-        mom_log_error("WAL fdatasync: %s", strerror(err));
-        mom_commit_fatal("the Raft log is not durable");
-    }
+    mom_commit_sync_check(err);
     if (c->closing) {
         return;
     }
@@ -493,14 +503,19 @@ mom_commit_synced(void *ctx, int err)
     mom_commit_kick(c);
 }
 
+/* One of the loop's handles on c is closed: the last one frees c. */
 static void
-mom_commit_sync_closed(void *ctx)
+mom_commit_release(mom_commit_t *c)
 {
-    mom_commit_t *c = ctx;
-
     if (--c->open_handles == 0) {
         mom_commit_free(c);
     }
+}
+
+static void
+mom_commit_sync_closed(void *ctx)
+{
+    mom_commit_release(ctx);
 }
 
 /* The WAL of the store's database, synced off the loop in a cluster. */
@@ -542,16 +557,10 @@ mom_commit_abandon(mom_commit_t *c)
 static void
 mom_commit_sync_settle(mom_commit_t *c)
 {
-    int err;
-
     if (c->sync == NULL || !mom_raft_syncing(c->raft)) {
         return;
     }
-    err = mom_wal_sync_wait(c->sync);
-    if (err != 0) {
-        mom_log_error("WAL fdatasync: %s", strerror(err));
-        mom_commit_fatal("the Raft log is not durable");
-    }
+    mom_commit_sync_check(mom_wal_sync_wait(c->sync));
     mom_raft_synced(c->raft, uv_now(c->loop));
 }
 
@@ -743,11 +752,7 @@ mom_commit_receive(mom_commit_t *c, uint32_t group, uint64_t from,
 static void
 mom_commit_closed(uv_handle_t *h)
 {
-    mom_commit_t *c = h->data;
-
-    if (--c->open_handles == 0) {
-        mom_commit_free(c);
-    }
+    mom_commit_release(h->data);
 }
 
 void

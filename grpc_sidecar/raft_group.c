@@ -808,14 +808,14 @@ mom_raft_syncing(const mom_raft_t *m)
     return m->syncing;
 }
 
-/* What follows a durable commit once it is on disk. */
+/* What follows a flush's commit once it is on disk (or need not be). */
 static void
-flush_durable(mom_raft_t *m, int lazy_writes, uint64_t now_ms)
+flush_durable(mom_raft_t *m, int writes, int lazy, uint64_t now_ms)
 {
     size_t i;
 
-    if (lazy_writes >= 0) {
-        mom_raft_lazy_flushed(m, lazy_writes, now_ms);
+    if (writes) {
+        mom_raft_lazy_flushed(m, lazy, now_ms);
     }
     for (i = 0; i < m->n_groups; i++) {
         mom_raft_group_durable(m->groups[i], now_ms);
@@ -827,7 +827,7 @@ mom_raft_synced(mom_raft_t *m, uint64_t now_ms)
 {
     if (m->syncing) {
         m->syncing = 0;
-        flush_durable(m, 0, now_ms);
+        flush_durable(m, 1, 0, now_ms); /* it wrote, durably */
     }
 }
 
@@ -926,5 +926,5 @@ mom_raft_flush(mom_raft_t *m, uint64_t now_ms)
         m->cb.sync_start(m->cb.ctx);
         return;
     }
-    flush_durable(m, writes ? lazy : -1, now_ms);
+    flush_durable(m, writes, lazy, now_ms);
 }

@@ -19,7 +19,6 @@
 #include "wal_sync.h"
 
 struct mom_wal_sync_s {
-    uv_loop_t *loop;
     uv_async_t done_async;
     pthread_t thread;
     pthread_mutex_t mu;
@@ -28,8 +27,7 @@ struct mom_wal_sync_s {
     int fd;         /* the thread's: -1 until the first sync */
     bool requested; /* a sync waits for the thread */
     bool running;   /* the thread is syncing */
-    bool ended;     /* a sync ended, not yet reported on the loop */
-    bool waited;    /* mom_wal_sync_wait() took the report */
+    bool ended;     /* a sync ended, not yet reported nor waited for */
     bool stopping;
     int err;
     mom_wal_sync_done_cb done;
@@ -97,9 +95,8 @@ mom_wal_sync_on_done(uv_async_t *a)
     int err;
 
     pthread_mutex_lock(&s->mu);
-    report = s->ended && !s->waited;
+    report = s->ended;
     s->ended = false;
-    s->waited = false;
     err = s->err;
     pthread_mutex_unlock(&s->mu);
     if (report) {
@@ -136,7 +133,6 @@ mom_wal_sync_new(uv_loop_t *loop, const char *wal_path,
         free(s);
         return NULL;
     }
-    s->loop = loop;
     s->fd = -1;
     s->done = done;
     s->ctx = ctx;
@@ -179,7 +175,7 @@ mom_wal_sync_wait(mom_wal_sync_t *s)
     while (s->requested || s->running) {
         pthread_cond_wait(&s->cv, &s->mu);
     }
-    s->waited = s->ended;
+    s->ended = false; /* reported here, not on the loop */
     err = s->err;
     pthread_mutex_unlock(&s->mu);
     return err;
