@@ -132,7 +132,8 @@ print "- Machine: `nproc` = ", sh('nproc'), ", $model, $mem, Linux ",
     sh('uname -r'), "\n";
 print "- Software: nginx $nginx, nchan $nchan, wrk $wrk; MOM commit ",
     "$meta{commit}, $meta{nodes} node(s), momd `synchronous = full`, ",
-    "nginx `worker_processes $meta{workers}` everywhere\n";
+    "nginx `worker_processes $meta{workers}` for each baseline, ",
+    "$meta{node_workers} for each MOM node\n";
 print "- Rounds: $meta{rounds} interleaved rounds of $meta{duration} s ",
     "(wrk), $meta{sse_rounds} for SSE; figures are medians over rounds, ",
     "ratios are medians of per-round ratios\n";
