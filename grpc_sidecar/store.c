@@ -132,8 +132,14 @@ static const char *const mom_store_sql[S_COUNT] = {
  * end of the group's range (one leaf per commit, not one per producer).
  * applied_producers holds each (group, producer)'s newest sequence, what
  * the pruning needs (store_results.c keeps it exact: written once per
- * transaction, dropped with the producer's last result). A database whose
- * results were keyed by producer first is rebuilt once at open.
+ * transaction, dropped with the producer's last result). It is an
+ * aggregate of applied_results (max(sequence) per producer), so it lives
+ * in the connection's TEMP database, in memory, rebuilt at every open:
+ * as a table of the file it cost a page rewritten in every transaction
+ * (the WAL pages of a round are what a replicated publish pays for:
+ * docs/benchmarks.md, eighth pass). Versions before it kept it in the
+ * file: the open drops that copy. A database whose results were keyed by
+ * producer first is rebuilt once at open.
  */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
@@ -159,16 +165,22 @@ static const char mom_store_schema[] =
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
     "  status INTEGER NOT NULL, body BLOB NOT NULL,"
     "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS applied_producers ("
+    "CREATE TEMP TABLE IF NOT EXISTS applied_producers ("
     "  grp INTEGER NOT NULL, producer INTEGER NOT NULL,"
     "  newest INTEGER NOT NULL,"
     "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;";
 
 #define MOM_STORE_PRODUCERS_REBUILD                                            \
-    "DELETE FROM applied_producers;"                                           \
-    "INSERT INTO applied_producers(grp, producer, newest)"                     \
+    "DELETE FROM temp.applied_producers;"                                      \
+    "INSERT INTO temp.applied_producers(grp, producer, newest)"                \
     "  SELECT grp, producer, max(sequence) FROM applied_results"               \
     "  GROUP BY grp, producer;"
+
+/* At every open, after the migrations (which rebuild it too). */
+static const char mom_store_producers_open[] =
+    "BEGIN IMMEDIATE;"
+    "DROP TABLE IF EXISTS main.applied_producers;" MOM_STORE_PRODUCERS_REBUILD
+    "COMMIT;";
 
 static const char mom_store_migrate_results[] =
     "BEGIN IMMEDIATE;"
@@ -348,11 +360,14 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
         goto failed;
     }
     snprintf(pragmas, sizeof(pragmas),
-             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;",
+             "PRAGMA journal_mode = WAL; PRAGMA synchronous = %s;"
+             "PRAGMA temp_store = MEMORY;",
              sync == MOM_SYNC_FULL ? "FULL" : "NORMAL");
     if (sqlite3_exec(st->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK ||
-        mom_store_migrate(st, &msg) != SQLITE_OK) {
+        mom_store_migrate(st, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, mom_store_producers_open, NULL, NULL, &msg) !=
+            SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, msg ? msg : "error");
         sqlite3_free(msg);
         goto failed;

@@ -742,6 +742,26 @@ test_name_validation(void **state)
     assert_false(mom_name_valid(longest));
 }
 
+/* Whether the database file (not the TEMP one) has table `name`. */
+static int
+main_has_table(fixture_t *f, const char *name)
+{
+    sqlite3_stmt *s;
+    int found;
+
+    assert_int_equal(
+        sqlite3_prepare_v2(mom_store_db(f->st),
+                           "SELECT count(*) FROM main.sqlite_master "
+                           "WHERE type = 'table' AND name = ?1",
+                           -1, &s, NULL),
+        SQLITE_OK);
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    found = sqlite3_column_int(s, 0);
+    sqlite3_finalize(s);
+    return found;
+}
+
 /* The rows of applied_producers as "grp:producer:newest," in key order. */
 static void
 producers_dump(fixture_t *f, char *out, size_t size)
@@ -818,6 +838,25 @@ test_producers_follow_results(void **state)
     assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:8:1000,");
+
+    /* Kept in memory, not in the file: the next open rebuilds it from the
+     * results, and it still drives the pruning. */
+    assert_int_equal(mom_store_dedup_put(f->st, 0, 9, 1100, 200, "{}", 2),
+                     MOM_STORE_OK);
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    assert_int_equal(main_has_table(f, "applied_producers"), 0);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:8:1000,0:9:1100,");
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 50, 1000), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 0, 8, 1000), 200);
+    assert_int_equal(dedup_status(f, 0, 9, 1100), 200);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:8:1000,0:9:1100,");
+    assert_int_equal(mom_store_dedup_prune(f->st, 0, 50, 90), MOM_STORE_OK);
+    assert_int_equal(dedup_status(f, 0, 8, 1000), 0);
+    producers_dump(f, dump, sizeof(dump));
+    assert_string_equal(dump, "0:9:1100,");
 }
 
 /* A database whose results were keyed (grp, producer, sequence) is rebuilt
@@ -835,13 +874,20 @@ test_results_rekeyed(void **state)
                  "INSERT INTO applied_results VALUES (0, 77, 1000, 201, '{}');"
                  "INSERT INTO applied_results VALUES (0, 77, 1200, 202, '{}');"
                  "INSERT INTO applied_results VALUES (0, 78, 1100, 203, '{}');"
-                 "INSERT INTO applied_results VALUES (5, 77, 900, 204, '{}');");
+                 "INSERT INTO applied_results VALUES (5, 77, 900, 204, '{}');"
+                 /* An earlier version's copy in the file, stale: dropped,
+                  * rebuilt in memory from the results. */
+                 "CREATE TABLE applied_producers (grp INTEGER NOT NULL,"
+                 "  producer INTEGER NOT NULL, newest INTEGER NOT NULL,"
+                 "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;"
+                 "INSERT INTO applied_producers VALUES (0, 77, 5);");
     assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
     assert_int_equal(dedup_status(f, 0, 77, 1200), 202);
     assert_int_equal(dedup_status(f, 0, 78, 1100), 203);
     assert_int_equal(dedup_status(f, 5, 77, 900), 204);
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:77:1200,0:78:1100,5:77:900,");
+    assert_int_equal(main_has_table(f, "applied_producers"), 0);
     /* Keyed by sequence before producer now; reopening changes nothing. */
     for (int i = 0; i < 2; i++) {
         sqlite3_stmt *s;
