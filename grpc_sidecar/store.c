@@ -137,9 +137,9 @@ static const char *const mom_store_sql[S_COUNT] = {
  * in the connection's TEMP database, in memory, rebuilt at every open:
  * as a table of the file it cost a page rewritten in every transaction
  * (the WAL pages of a round are what a replicated publish pays for:
- * docs/benchmarks.md, eighth pass). Versions before it kept it in the
- * file: the open drops that copy. A database whose results were keyed by
- * producer first is rebuilt once at open.
+ * docs/benchmarks.md, eighth pass; mom_store_producers_open). Versions
+ * before it kept it in the file: the open drops that copy. A database
+ * whose results were keyed by producer first is rebuilt once at open.
  */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
@@ -164,22 +164,20 @@ static const char mom_store_schema[] =
     "  grp INTEGER NOT NULL,"
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
     "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-    "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;"
-    "CREATE TEMP TABLE IF NOT EXISTS applied_producers ("
-    "  grp INTEGER NOT NULL, producer INTEGER NOT NULL,"
-    "  newest INTEGER NOT NULL,"
-    "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;";
+    "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;";
 
-#define MOM_STORE_PRODUCERS_REBUILD                                            \
-    "DELETE FROM temp.applied_producers;"                                      \
-    "INSERT INTO temp.applied_producers(grp, producer, newest)"                \
-    "  SELECT grp, producer, max(sequence) FROM applied_results"               \
-    "  GROUP BY grp, producer;"
-
-/* At every open, after the migrations (which rebuild it too). */
+/* At every open, after the migrations: applied_producers built in memory
+ * from the results, and an earlier version's copy in the file dropped. */
 static const char mom_store_producers_open[] =
     "BEGIN IMMEDIATE;"
-    "DROP TABLE IF EXISTS main.applied_producers;" MOM_STORE_PRODUCERS_REBUILD
+    "DROP TABLE IF EXISTS main.applied_producers;"
+    "CREATE TEMP TABLE applied_producers ("
+    "  grp INTEGER NOT NULL, producer INTEGER NOT NULL,"
+    "  newest INTEGER NOT NULL,"
+    "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;"
+    "INSERT INTO temp.applied_producers(grp, producer, newest)"
+    "  SELECT grp, producer, max(sequence) FROM applied_results"
+    "  GROUP BY grp, producer;"
     "COMMIT;";
 
 static const char mom_store_migrate_results[] =
@@ -187,7 +185,8 @@ static const char mom_store_migrate_results[] =
     "INSERT OR REPLACE INTO applied_results(grp, producer, sequence, status,"
     "  body) SELECT grp, producer, sequence, status, body"
     "  FROM applied_commands;"
-    "DROP TABLE applied_commands;" MOM_STORE_PRODUCERS_REBUILD "COMMIT;";
+    "DROP TABLE applied_commands;"
+    "COMMIT;";
 
 static const char mom_store_migrate_key[] =
     "BEGIN IMMEDIATE;"
@@ -201,7 +200,8 @@ static const char mom_store_migrate_key[] =
     "  FROM applied_results;"
     "DROP TABLE applied_results;"
     "ALTER TABLE applied_results_by_sequence RENAME TO "
-    "applied_results;" MOM_STORE_PRODUCERS_REBUILD "COMMIT;";
+    "applied_results;"
+    "COMMIT;";
 
 int
 mom_store_fail(mom_store_t *st, const char *what)
