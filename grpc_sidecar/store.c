@@ -19,6 +19,15 @@
 
 #define MOM_STORE_BUSY_MS 5000
 
+/*
+ * A message's position, the key of its row: its collection's id above its
+ * sequence number (40 bits: a trillion messages per collection, 8 million
+ * collection ids; (id + 1) << 40 still fits a signed 64-bit integer).
+ */
+#define MOM_STORE_SEQ_BITS 40
+#define MOM_STORE_SEQ_LIMIT ((sqlite3_int64)1 << MOM_STORE_SEQ_BITS)
+#define MOM_STORE_ID_MAX ((INT64_MAX >> MOM_STORE_SEQ_BITS) - 1)
+
 static const char *const mom_store_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -55,41 +64,53 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_PART_DEL_PRODUCERS] = "DELETE FROM applied_producers WHERE grp = ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
-                                  "next_offset) VALUES (?1, ?2, 1)",
+                                  "next_offset, id) VALUES (?1, ?2, 1, ?3)",
     [S_COLL_CREATE + MOM_QUEUE] = "INSERT OR IGNORE INTO queues(name, owner, "
-                                  "next_id) VALUES (?1, ?2, 1)",
+                                  "next_id, id) VALUES (?1, ?2, 1, ?3)",
     [S_COLL_GET + MOM_TOPIC] =
-        "SELECT owner, next_offset FROM topics WHERE name = ?1",
+        "SELECT owner, next_offset, id FROM topics WHERE name = ?1",
     [S_COLL_GET + MOM_QUEUE] =
-        "SELECT owner, next_id FROM queues WHERE name = ?1",
+        "SELECT owner, next_id, id FROM queues WHERE name = ?1",
+    [S_COLL_NEXT_ID + MOM_TOPIC] =
+        "SELECT coalesce(max(id), 0) + 1 FROM topics",
+    [S_COLL_NEXT_ID + MOM_QUEUE] =
+        "SELECT coalesce(max(id), 0) + 1 FROM queues",
+    [S_COLL_FREE_ID + MOM_TOPIC] =
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM topics WHERE id = 1) "
+        "THEN 1 ELSE (SELECT min(t.id) + 1 FROM topics t WHERE NOT EXISTS "
+        "(SELECT 1 FROM topics u WHERE u.id = t.id + 1)) END",
+    [S_COLL_FREE_ID + MOM_QUEUE] =
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM queues WHERE id = 1) "
+        "THEN 1 ELSE (SELECT min(t.id) + 1 FROM queues t WHERE NOT EXISTS "
+        "(SELECT 1 FROM queues u WHERE u.id = t.id + 1)) END",
     [S_COLL_DELETE + MOM_TOPIC] = "DELETE FROM topics WHERE name = ?1",
     [S_COLL_DELETE + MOM_QUEUE] = "DELETE FROM queues WHERE name = ?1",
     [S_COLL_DELETE_MSGS + MOM_TOPIC] =
-        "DELETE FROM topic_messages WHERE topic = ?1",
+        "DELETE FROM topic_messages WHERE pos >= ?1 AND pos < ?2",
     [S_COLL_DELETE_MSGS + MOM_QUEUE] =
-        "DELETE FROM queue_messages WHERE queue = ?1",
+        "DELETE FROM queue_messages WHERE pos >= ?1 AND pos < ?2",
     [S_COLL_INSERT_MSG + MOM_TOPIC] =
-        "INSERT INTO topic_messages(topic, \"offset\", sender, content, "
-        "ts_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO topic_messages(pos, sender, content, ts_ms) "
+        "VALUES (?1, ?2, ?3, ?4)",
     [S_COLL_INSERT_MSG + MOM_QUEUE] =
-        "INSERT INTO queue_messages(queue, id, sender, content, ts_ms) "
-        "VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO queue_messages(pos, sender, content, ts_ms) "
+        "VALUES (?1, ?2, ?3, ?4)",
     [S_COLL_SCAN + MOM_TOPIC] =
-        "SELECT \"offset\", sender, content, ts_ms FROM topic_messages "
-        "WHERE topic = ?1 AND \"offset\" > ?2 ORDER BY \"offset\" LIMIT ?3",
+        "SELECT pos, sender, content, ts_ms FROM topic_messages "
+        "WHERE pos > ?1 AND pos < ?2 ORDER BY pos LIMIT ?3",
     [S_COLL_SCAN + MOM_QUEUE] =
-        "SELECT id, sender, content, ts_ms FROM queue_messages "
-        "WHERE queue = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT pos, sender, content, ts_ms FROM queue_messages "
+        "WHERE pos > ?1 AND pos < ?2 ORDER BY pos LIMIT ?3",
     [S_COLL_REMOVE_MSG + MOM_TOPIC] =
-        "DELETE FROM topic_messages WHERE topic = ?1 AND \"offset\" = ?2",
+        "DELETE FROM topic_messages WHERE pos = ?1",
     [S_COLL_REMOVE_MSG + MOM_QUEUE] =
-        "DELETE FROM queue_messages WHERE queue = ?1 AND id = ?2",
+        "DELETE FROM queue_messages WHERE pos = ?1",
     [S_COLL_LIST + MOM_TOPIC] = "SELECT name FROM topics ORDER BY name",
     [S_COLL_LIST + MOM_QUEUE] = "SELECT name FROM queues ORDER BY name",
     [S_COLL_RESTORE + MOM_TOPIC] = "INSERT INTO topics(name, owner, "
-                                   "next_offset) VALUES (?1, ?2, ?3)",
+                                   "next_offset, id) VALUES (?1, ?2, ?3, ?4)",
     [S_COLL_RESTORE + MOM_QUEUE] = "INSERT INTO queues(name, owner, "
-                                   "next_id) VALUES (?1, ?2, ?3)",
+                                   "next_id, id) VALUES (?1, ?2, ?3, ?4)",
     [S_COLL_SET_NEXT + MOM_TOPIC] =
         "UPDATE topics SET next_offset = ?2 WHERE name = ?1",
     [S_COLL_SET_NEXT + MOM_QUEUE] =
@@ -101,31 +122,33 @@ static const char *const mom_store_sql[S_COUNT] = {
                                  "WHERE mom_partition(name, ?1) = ?2 "
                                  "ORDER BY name",
     [S_PART_MSGS + MOM_TOPIC] =
-        "SELECT topic, \"offset\", sender, content, ts_ms "
-        "FROM topic_messages WHERE mom_partition(topic, ?1) = ?2 "
-        "ORDER BY topic, \"offset\"",
+        "SELECT t.name, m.pos, m.sender, m.content, m.ts_ms "
+        "FROM topics t JOIN topic_messages m ON m.pos >= t.id << 40 "
+        "AND m.pos < (t.id + 1) << 40 WHERE mom_partition(t.name, ?1) = ?2 "
+        "ORDER BY t.name, m.pos",
     [S_PART_MSGS + MOM_QUEUE] =
-        "SELECT queue, id, sender, content, ts_ms FROM queue_messages "
-        "WHERE mom_partition(queue, ?1) = ?2 ORDER BY queue, id",
+        "SELECT q.name, m.pos, m.sender, m.content, m.ts_ms "
+        "FROM queues q JOIN queue_messages m ON m.pos >= q.id << 40 "
+        "AND m.pos < (q.id + 1) << 40 WHERE mom_partition(q.name, ?1) = ?2 "
+        "ORDER BY q.name, m.pos",
     [S_PART_DEL_COLLS + MOM_TOPIC] =
         "DELETE FROM topics WHERE mom_partition(name, ?1) = ?2",
     [S_PART_DEL_COLLS + MOM_QUEUE] =
         "DELETE FROM queues WHERE mom_partition(name, ?1) = ?2",
     [S_PART_DEL_MSGS + MOM_TOPIC] =
-        "DELETE FROM topic_messages WHERE mom_partition(topic, ?1) = ?2",
+        "DELETE FROM topic_messages WHERE pos IN (SELECT m.pos FROM topics t "
+        "JOIN topic_messages m ON m.pos >= t.id << 40 "
+        "AND m.pos < (t.id + 1) << 40 WHERE mom_partition(t.name, ?1) = ?2)",
     [S_PART_DEL_MSGS + MOM_QUEUE] =
-        "DELETE FROM queue_messages WHERE mom_partition(queue, ?1) = ?2",
+        "DELETE FROM queue_messages WHERE pos IN (SELECT m.pos FROM queues q "
+        "JOIN queue_messages m ON m.pos >= q.id << 40 "
+        "AND m.pos < (q.id + 1) << 40 WHERE mom_partition(q.name, ?1) = ?2)",
 };
 
 /*
  * Idempotency results are a keyed b-tree (WITHOUT ROWID): one b-tree per
- * insert. Message tables stay rowid tables (a table b-tree plus the index
- * of their key): as a keyed b-tree, a message over about 1 KB would spill
- * into an overflow page of its own (measured: 1-2 KB messages took twice
- * the pages and WAL writes), for some 6% less CPU on 100-byte ones. A
- * database created WITHOUT ROWID message tables keeps them (same SQL). The
- * applied_commands of earlier versions (keyed by producer, plus an index by
- * group) is moved into applied_results once at open.
+ * insert. The applied_commands of earlier versions (keyed by producer, plus an
+ * index by group) is moved into applied_results once at open.
  *
  * applied_results is keyed by sequence before producer: sequences come from
  * the clock (ms << 12) on every node, so the producers' inserts meet at the
@@ -141,23 +164,35 @@ static const char *const mom_store_sql[S_COUNT] = {
  * before it kept it in the file: the open drops that copy. A database
  * whose results were keyed by producer first is rebuilt once at open.
  */
+/*
+ * Messages are rows of a rowid table keyed by their position: their
+ * collection's id (a local number, never replicated: replicas apply by
+ * name) above their sequence number (MOM_STORE_SEQ_BITS), so a
+ * collection's messages are one range, read and deleted as such. A rowid
+ * table and no index: the rows a transaction appends to a collection go
+ * at the end of its range, and at the end of the table SQLite only starts
+ * a new leaf (balance_quick) where an index b-tree (the (name, sequence)
+ * key of earlier versions) redistributes three leaves and rewrites them:
+ * ~3 WAL pages per transaction of a 3-node publish (docs/benchmarks.md,
+ * ninth pass). A keyed b-tree of the whole message would also spill
+ * messages over about 1 KB into overflow pages of their own. Databases of
+ * earlier versions are moved to positions once at open.
+ */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
     "  name TEXT PRIMARY KEY, hash TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS topics ("
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-    "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
+    "  next_offset INTEGER NOT NULL, id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS topic_messages ("
-    "  topic TEXT NOT NULL, \"offset\" INTEGER NOT NULL,"
-    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (topic, \"offset\"));"
+    "  pos INTEGER PRIMARY KEY,"
+    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS queues ("
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-    "  next_id INTEGER NOT NULL) WITHOUT ROWID;"
+    "  next_id INTEGER NOT NULL, id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS queue_messages ("
-    "  queue TEXT NOT NULL, id INTEGER NOT NULL,"
-    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-    "  PRIMARY KEY (queue, id));"
+    "  pos INTEGER PRIMARY KEY,"
+    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS applied_results ("
@@ -202,6 +237,36 @@ static const char mom_store_migrate_key[] =
     "ALTER TABLE applied_results_by_sequence RENAME TO "
     "applied_results;"
     "COMMIT;";
+
+/*
+ * Messages keyed by (name, sequence) of earlier versions: each collection
+ * gets an id (in name order), its messages move to their positions. Rows
+ * of a collection that no longer exists were unreachable and are dropped.
+ */
+#define MOM_STORE_MIGRATE_POSITIONS(coll, msgs, coll_col, seq_col)             \
+    "BEGIN IMMEDIATE;"                                                         \
+    "ALTER TABLE " coll " ADD COLUMN id INTEGER NOT NULL DEFAULT 0;"           \
+    "UPDATE " coll " SET id = n.r FROM (SELECT name, row_number() OVER"        \
+    "  (ORDER BY name) AS r FROM " coll ") AS n WHERE n.name = " coll ".name;" \
+    "CREATE TABLE " msgs "_by_pos (pos INTEGER PRIMARY KEY,"                   \
+    "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"  \
+    "INSERT INTO " msgs "_by_pos(pos, sender, content, ts_ms)"                 \
+    "  SELECT (c.id << 40) | m." seq_col ", m.sender, m.content, m.ts_ms"      \
+    "  FROM " msgs " m JOIN " coll " c ON c.name = m." coll_col                \
+    "  ORDER BY 1;"                                                            \
+    "DROP TABLE " msgs ";"                                                     \
+    "ALTER TABLE " msgs "_by_pos RENAME TO " msgs ";"                          \
+    "COMMIT;"
+
+static const char mom_store_migrate_topics[] = MOM_STORE_MIGRATE_POSITIONS(
+    "topics", "topic_messages", "topic", "\"offset\"");
+static const char mom_store_migrate_queues[] =
+    MOM_STORE_MIGRATE_POSITIONS("queues", "queue_messages", "queue", "id");
+
+/* After the migrations: what finds a free collection id. */
+static const char mom_store_ids[] =
+    "CREATE UNIQUE INDEX IF NOT EXISTS topics_id ON topics(id);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS queues_id ON queues(id);";
 
 int
 mom_store_fail(mom_store_t *st, const char *what)
@@ -291,6 +356,13 @@ static const struct {
      "name = 'producer' AND pk = 2",
      "keying idempotency results by sequence before producer",
      mom_store_migrate_key},
+    /* Messages keyed by name and sequence (no collection ids). */
+    {"SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('topics') "
+     "WHERE name = 'id')",
+     "keying topic messages by position", mom_store_migrate_topics},
+    {"SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('queues') "
+     "WHERE name = 'id')",
+     "keying queue messages by position", mom_store_migrate_queues},
 };
 
 static int
@@ -366,6 +438,7 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
     if (sqlite3_exec(st->db, pragmas, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK ||
         mom_store_migrate(st, &msg) != SQLITE_OK ||
+        sqlite3_exec(st->db, mom_store_ids, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(st->db, mom_store_producers_open, NULL, NULL, &msg) !=
             SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, msg ? msg : "error");
@@ -486,14 +559,81 @@ mom_store_user_hash(mom_store_t *st, const char *name, char **hash_out)
     return rc;
 }
 
+static sqlite3_int64
+mom_store_pos(sqlite3_int64 id, uint64_t seq)
+{
+    return (id << MOM_STORE_SEQ_BITS) | (sqlite3_int64)seq;
+}
+
+/* Steps a statement of one integer (and no parameters) into *out. */
+static int
+mom_store_int_query(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+    }
+    mom_store_finish(s);
+    return rc == SQLITE_ROW ? MOM_STORE_OK : mom_store_fail(st, sqlite3_sql(s));
+}
+
+/* An id for a new collection: past the largest, or a free one once the
+ * largest is the last (ids are never renumbered). */
+static int
+mom_store_coll_new_id(mom_store_t *st, mom_coll_t c, sqlite3_int64 *id)
+{
+    if (mom_store_int_query(st, st->stmt[S_COLL_NEXT_ID + c], id) !=
+        MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    if (*id > MOM_STORE_ID_MAX &&
+        mom_store_int_query(st, st->stmt[S_COLL_FREE_ID + c], id) !=
+            MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    if (*id > MOM_STORE_ID_MAX) {
+        mom_log_error("sqlite: no free collection id");
+        return MOM_STORE_ERROR;
+    }
+    return MOM_STORE_OK;
+}
+
+/* The next sequence number and id of an existing collection. */
+static int
+mom_store_coll_row(mom_store_t *st, mom_coll_t c, const char *name,
+                   uint64_t *next, sqlite3_int64 *id)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_GET + c];
+    int rc;
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *next = (uint64_t)sqlite3_column_int64(s, 1);
+        *id = sqlite3_column_int64(s, 2);
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_ROW) {
+        return MOM_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
+                             : mom_store_fail(st, "collection");
+}
+
 int
 mom_store_coll_create(mom_store_t *st, mom_coll_t c, const char *name,
                       const char *owner)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_CREATE + c];
+    sqlite3_int64 id;
 
+    if (mom_store_coll_new_id(st, c, &id) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, id);
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -523,9 +663,17 @@ int
 mom_store_coll_delete(mom_store_t *st, mom_coll_t c, const char *name)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_DELETE_MSGS + c];
+    sqlite3_int64 id;
+    uint64_t next;
+    int rc;
 
     mom_store_counter_forget(st, c, name);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = mom_store_coll_row(st, c, name, &next, &id);
+    if (rc != MOM_STORE_OK) {
+        return rc;
+    }
+    sqlite3_bind_int64(s, 1, mom_store_pos(id, 0));
+    sqlite3_bind_int64(s, 2, mom_store_pos(id + 1, 0));
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -543,12 +691,13 @@ mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
                       size_t content_len, int64_t ts_ms, uint64_t *seq_out)
 {
     sqlite3_stmt *s;
+    sqlite3_int64 id;
     uint64_t seq;
     int rc;
 
     if (sqlite3_get_autocommit(st->db)) {
         /* No transaction to count in: read and write the row now. */
-        rc = mom_store_coll_get(st, c, name, NULL, &seq);
+        rc = mom_store_coll_row(st, c, name, &seq, &id);
         if (rc == MOM_STORE_OK) {
             s = st->stmt[S_COLL_SET_NEXT + c];
             sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
@@ -556,19 +705,22 @@ mom_store_coll_append(mom_store_t *st, mom_coll_t c, const char *name,
             rc = mom_store_exec_stmt(st, s);
         }
     } else {
-        rc = mom_store_counter_take(st, c, name, &seq);
+        rc = mom_store_counter_take(st, c, name, &seq, &id);
     }
     if (rc != MOM_STORE_OK) {
         return rc;
     }
+    if (seq >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
+        mom_log_error("sqlite: %s is full", name);
+        return MOM_STORE_ERROR;
+    }
     s = st->stmt[S_COLL_INSERT_MSG + c];
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
-    sqlite3_bind_text(s, 3, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, mom_store_pos(id, seq));
+    sqlite3_bind_text(s, 2, sender, -1, SQLITE_STATIC);
     /* A zero-length blob binds as NULL with a NULL pointer: use "". */
-    sqlite3_bind_blob(s, 4, content_len ? content : "", (int)content_len,
+    sqlite3_bind_blob(s, 3, content_len ? content : "", (int)content_len,
                       SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, ts_ms);
+    sqlite3_bind_int64(s, 4, ts_ms);
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -583,13 +735,20 @@ mom_store_coll_scan(mom_store_t *st, mom_coll_t c, const char *name,
 {
     sqlite3_stmt *s = st->stmt[S_COLL_SCAN + c];
     mom_store_msg_t m;
+    sqlite3_int64 id;
+    uint64_t next;
     int rc;
 
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)after);
+    rc = mom_store_coll_row(st, c, name, &next, &id);
+    if (rc != MOM_STORE_OK || after >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
+        return rc == MOM_STORE_ERROR ? rc : MOM_STORE_OK; /* nothing */
+    }
+    sqlite3_bind_int64(s, 1, mom_store_pos(id, after));
+    sqlite3_bind_int64(s, 2, mom_store_pos(id + 1, 0));
     sqlite3_bind_int64(s, 3, limit);
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        m.seq = (uint64_t)sqlite3_column_int64(s, 0);
+        m.seq =
+            (uint64_t)(sqlite3_column_int64(s, 0) & (MOM_STORE_SEQ_LIMIT - 1));
         m.sender = (const char *)sqlite3_column_text(s, 1);
         m.sender_len = (size_t)sqlite3_column_bytes(s, 1);
         m.content = sqlite3_column_blob(s, 2);
@@ -615,9 +774,15 @@ mom_store_coll_remove(mom_store_t *st, mom_coll_t c, const char *name,
                       uint64_t seq)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_REMOVE_MSG + c];
+    sqlite3_int64 id;
+    uint64_t next;
+    int rc;
 
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)seq);
+    rc = mom_store_coll_row(st, c, name, &next, &id);
+    if (rc != MOM_STORE_OK || seq >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
+        return rc == MOM_STORE_ERROR ? rc : MOM_STORE_NOT_FOUND;
+    }
+    sqlite3_bind_int64(s, 1, mom_store_pos(id, seq));
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -714,7 +879,8 @@ mom_store_part_scan(mom_store_t *st, mom_part_kind_t kind, uint32_t partitions,
         case MOM_PART_TOPIC_MESSAGES:
         case MOM_PART_QUEUE_MESSAGES:
             row.name = mom_store_col_text(s, 0, &row.name_len);
-            row.seq = (uint64_t)sqlite3_column_int64(s, 1);
+            row.seq = (uint64_t)(sqlite3_column_int64(s, 1) &
+                                 (MOM_STORE_SEQ_LIMIT - 1));
             row.text = mom_store_col_text(s, 2, &row.text_len);
             row.blob = mom_store_col_blob(s, 3, &row.blob_len);
             row.num = sqlite3_column_int64(s, 4);
@@ -776,10 +942,15 @@ mom_store_coll_restore(mom_store_t *st, mom_coll_t c, const char *name,
                        const char *owner, uint64_t next_seq)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_RESTORE + c];
+    sqlite3_int64 id;
 
+    if (mom_store_coll_new_id(st, c, &id) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
     sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)next_seq);
+    sqlite3_bind_int64(s, 4, id);
     return mom_store_exec_stmt(st, s);
 }
 
@@ -788,12 +959,19 @@ mom_store_msg_restore(mom_store_t *st, mom_coll_t c, const char *name,
                       const mom_store_msg_t *m)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_INSERT_MSG + c];
+    sqlite3_int64 id;
+    uint64_t next;
 
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)m->seq);
-    sqlite3_bind_text(s, 3, m->sender, (int)m->sender_len, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 4, m->content_len ? m->content : "",
+    /* Restored after its collection (mom_store_coll_restore). */
+    if (mom_store_coll_row(st, c, name, &next, &id) != MOM_STORE_OK ||
+        m->seq >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
+        mom_log_error("sqlite: restoring a message of %s", name);
+        return MOM_STORE_ERROR;
+    }
+    sqlite3_bind_int64(s, 1, mom_store_pos(id, m->seq));
+    sqlite3_bind_text(s, 2, m->sender, (int)m->sender_len, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 3, m->content_len ? m->content : "",
                       (int)m->content_len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, m->ts_ms);
+    sqlite3_bind_int64(s, 4, m->ts_ms);
     return mom_store_exec_stmt(st, s);
 }

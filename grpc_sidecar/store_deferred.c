@@ -243,7 +243,7 @@ mom_store_counters_flush(mom_store_t *st)
 
 int
 mom_store_counter_take(mom_store_t *st, mom_coll_t c, const char *name,
-                       uint64_t *seq)
+                       uint64_t *seq, sqlite3_int64 *id)
 {
     mom_store_counter_t *k = mom_store_counter_find(st, c, name);
     sqlite3_stmt *s;
@@ -265,6 +265,7 @@ mom_store_counter_take(mom_store_t *st, mom_coll_t c, const char *name,
         rc = sqlite3_step(s);
         if (rc == SQLITE_ROW) {
             k->next = (uint64_t)sqlite3_column_int64(s, 1);
+            k->id = sqlite3_column_int64(s, 2);
         }
         mom_store_finish(s);
         if (rc == SQLITE_DONE) {
@@ -279,6 +280,7 @@ mom_store_counter_take(mom_store_t *st, mom_coll_t c, const char *name,
         st->n_counters++;
     }
     *seq = k->next++;
+    *id = k->id;
     return MOM_STORE_OK;
 }
 

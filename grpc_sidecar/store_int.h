@@ -38,7 +38,9 @@ enum {
     /* per collection: base + MOM_TOPIC or MOM_QUEUE */
     S_COLL_CREATE,
     S_COLL_GET = S_COLL_CREATE + 2,
-    S_COLL_DELETE = S_COLL_GET + 2,
+    S_COLL_NEXT_ID = S_COLL_GET + 2,
+    S_COLL_FREE_ID = S_COLL_NEXT_ID + 2,
+    S_COLL_DELETE = S_COLL_FREE_ID + 2,
     S_COLL_DELETE_MSGS = S_COLL_DELETE + 2,
     S_COLL_INSERT_MSG = S_COLL_DELETE_MSGS + 2,
     S_COLL_SCAN = S_COLL_INSERT_MSG + 2,
@@ -59,6 +61,7 @@ typedef struct {
     mom_coll_t c;
     bool used;
     uint64_t next;
+    sqlite3_int64 id; /* the collection's key in its messages' positions */
     char name[MOM_STORE_NAME_MAX + 1];
 } mom_store_counter_t;
 
@@ -118,7 +121,7 @@ void mom_store_deferred_free(mom_store_t *st);
  * or ERROR. Inside a transaction only.
  */
 int mom_store_counter_take(mom_store_t *st, mom_coll_t c, const char *name,
-                           uint64_t *seq);
+                           uint64_t *seq, sqlite3_int64 *id);
 /* The counted next sequence number of a collection, if any. */
 bool mom_store_counter_peek(mom_store_t *st, mom_coll_t c, const char *name,
                             uint64_t *next);

@@ -57,7 +57,8 @@ while (time < $deadline && !$installed) {
     $installed = MOM::Test::read_file_maybe($t->momd_log(3))
             =~ /installing a snapshot/
         && MOM::Test::sqlite($t->db_path(3),
-               "SELECT count(*) FROM topic_messages WHERE topic='snap'")
+               "SELECT count(*) FROM topic_messages "
+               . "WHERE pos >> 40 = (SELECT id FROM topics WHERE name='snap')")
            =~ /^120$/m;
     sleep 0.2 unless $installed;
 }
@@ -77,7 +78,8 @@ sub eventually {
 }
 is(eventually("SELECT count(*) FROM topics WHERE name='gone'", "0\n"), "0\n",
    'the deleted topic is gone from node 3');
-is(eventually("SELECT count(*) FROM queue_messages WHERE queue='q'", "15\n"),
+is(eventually("SELECT count(*) FROM queue_messages WHERE pos >> 40 = "
+              . "(SELECT id FROM queues WHERE name='q')", "15\n"),
    "15\n", 'node 3 holds the 15 queue messages not yet received');
 is(eventually("SELECT name FROM users ORDER BY name", "alice\nbob\n"),
    "alice\nbob\n", 'node 3 knows both users');
@@ -97,7 +99,7 @@ $deadline = time + 5;
 my $n;
 while (time < $deadline) {
     $n = MOM::Test::sqlite($db, "SELECT count(*) FROM topic_messages "
-                              . "WHERE topic='snap'");
+        . "WHERE pos >> 40 = (SELECT id FROM topics WHERE name='snap')");
     last if $n eq "121\n";
     sleep 0.1;
 }
