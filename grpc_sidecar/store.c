@@ -38,30 +38,41 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_USER_INSERT] = "INSERT OR IGNORE INTO users(name, hash) VALUES (?1, ?2)",
     [S_USER_HASH] = "SELECT hash FROM users WHERE name = ?1",
     [S_LIST_USERS] = "SELECT name FROM users ORDER BY name",
-    [S_DEDUP_GET] = "SELECT status, body FROM applied_results "
-                    "WHERE grp = ?1 AND producer = ?2 AND sequence = ?3",
-    [S_DEDUP_PUT] = "INSERT OR REPLACE INTO applied_results(grp, producer, "
+    /* Idempotency results: the key in memory (temp.applied_keys), the row
+     * in the file by its rowid (mom_store_schema). */
+    [S_DEDUP_GET] = "SELECT r.status, r.body FROM temp.applied_keys k "
+                    "JOIN main.applied_results r ON r.rowid = k.rid "
+                    "WHERE k.grp = ?1 AND k.producer = ?2 AND k.sequence = ?3",
+    [S_DEDUP_UNPUT] = "DELETE FROM main.applied_results WHERE rowid = "
+                      "(SELECT rid FROM temp.applied_keys WHERE grp = ?1 "
+                      "AND producer = ?2 AND sequence = ?3)",
+    [S_DEDUP_PUT] = "INSERT INTO main.applied_results(grp, producer, "
                     "sequence, status, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    [S_DEDUP_NEXT_PRODUCER] = "SELECT producer, newest FROM applied_producers "
-                              "WHERE grp = ?1 AND producer >= ?2 "
-                              "ORDER BY producer LIMIT 1",
-    [S_DEDUP_NEWEST] = "SELECT newest FROM applied_producers "
-                       "WHERE grp = ?1 AND producer = ?2",
-    [S_DEDUP_PRUNE] = "DELETE FROM applied_results "
-                      "WHERE grp = ?1 AND sequence < ?3 AND producer = ?2",
-    [S_DEDUP_SET_NEWEST] =
-        "INSERT INTO applied_producers(grp, producer, newest) "
-        "VALUES (?1, ?2, ?3) ON CONFLICT(grp, producer) "
-        "DO UPDATE SET newest = max(newest, excluded.newest)",
-    [S_DEDUP_DROP_PRODUCER] = "DELETE FROM applied_producers "
-                              "WHERE grp = ?1 AND producer = ?2",
+    [S_DEDUP_PUT_KEY] = "INSERT OR REPLACE INTO temp.applied_keys(grp, "
+                        "producer, sequence, rid) VALUES (?1, ?2, ?3, ?4)",
+    [S_DEDUP_NEXT_PRODUCER] =
+        "SELECT producer, sequence FROM temp.applied_keys "
+        "WHERE grp = ?1 AND producer = (SELECT producer "
+        "FROM temp.applied_keys WHERE grp = ?1 AND producer >= ?2 "
+        "ORDER BY producer LIMIT 1) ORDER BY sequence DESC LIMIT 1",
+    [S_DEDUP_NEWEST] = "SELECT sequence FROM temp.applied_keys "
+                       "WHERE grp = ?1 AND producer = ?2 "
+                       "ORDER BY sequence DESC LIMIT 1",
+    [S_DEDUP_PRUNE] = "DELETE FROM main.applied_results WHERE rowid IN "
+                      "(SELECT rid FROM temp.applied_keys WHERE grp = ?1 "
+                      "AND producer = ?2 AND sequence < ?3)",
+    [S_DEDUP_PRUNE_KEYS] = "DELETE FROM temp.applied_keys "
+                           "WHERE grp = ?1 AND producer = ?2 AND sequence < ?3",
     [S_PART_USERS] = "SELECT name, hash FROM users "
                      "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
     [S_PART_DEL_USERS] = "DELETE FROM users WHERE mom_partition(name, ?1) = ?2",
-    [S_PART_RESULTS] = "SELECT producer, sequence, status, body "
-                       "FROM applied_results WHERE grp = ?1",
-    [S_PART_DEL_RESULTS] = "DELETE FROM applied_results WHERE grp = ?1",
-    [S_PART_DEL_PRODUCERS] = "DELETE FROM applied_producers WHERE grp = ?1",
+    [S_PART_RESULTS] = "SELECT k.producer, k.sequence, r.status, r.body "
+                       "FROM temp.applied_keys k JOIN main.applied_results r "
+                       "ON r.rowid = k.rid WHERE k.grp = ?1 "
+                       "ORDER BY k.sequence, k.producer",
+    [S_PART_DEL_RESULTS] = "DELETE FROM main.applied_results WHERE rowid IN "
+                           "(SELECT rid FROM temp.applied_keys WHERE grp = ?1)",
+    [S_PART_DEL_KEYS] = "DELETE FROM temp.applied_keys WHERE grp = ?1",
 
     [S_COLL_CREATE + MOM_TOPIC] = "INSERT OR IGNORE INTO topics(name, owner, "
                                   "next_offset, id) VALUES (?1, ?2, 1, ?3)",
@@ -146,23 +157,31 @@ static const char *const mom_store_sql[S_COUNT] = {
 };
 
 /*
- * Idempotency results are a keyed b-tree (WITHOUT ROWID): one b-tree per
- * insert. The applied_commands of earlier versions (keyed by producer, plus an
+ * Idempotency results are a rowid table (below): one b-tree per insert.
+ * The applied_commands of earlier versions (keyed by producer, plus an
  * index by group) is moved into applied_results once at open.
  *
- * applied_results is keyed by sequence before producer: sequences come from
- * the clock (ms << 12) on every node, so the producers' inserts meet at the
- * end of the group's range (one leaf per commit, not one per producer).
- * applied_producers holds each (group, producer)'s newest sequence, what
- * the pruning needs (store_results.c keeps it exact: written once per
- * transaction, dropped with the producer's last result). It is an
- * aggregate of applied_results (max(sequence) per producer), so it lives
- * in the connection's TEMP database, in memory, rebuilt at every open:
- * as a table of the file it cost a page rewritten in every transaction
- * (the WAL pages of a round are what a replicated publish pays for:
- * docs/benchmarks.md, eighth pass; mom_store_producers_open). Versions
- * before it kept it in the file: the open drops that copy. A database
- * whose results were keyed by producer first is rebuilt once at open.
+ * applied_results has no key: a rowid table, each result appended at its
+ * end (the rowid grows), so a round's results fill one leaf. SQLite splits
+ * a full rightmost leaf cheaply (balance_quick: one new page) only in rowid
+ * tables; an append to an index b-tree (the WITHOUT ROWID table keyed
+ * (grp, sequence, producer) of earlier versions) rebalances three siblings
+ * (balance_nonroot) and rewrote 3-4 of its leaves in almost every
+ * transaction: ~3.3-3.8 of a round's ~16.5 WAL pages (3-node publish).
+ * The key lives in the connection's TEMP database, in memory, rebuilt from
+ * the file at every open (mom_store_keys_open): temp.applied_keys maps
+ * (grp, producer, sequence) to the row's rowid. TEMP tables take part in
+ * the same transactions and rollbacks, and what a crash loses of them the
+ * next open rebuilds. Each (group, producer)'s newest sequence, what the
+ * pruning needs, is a seek in it: the applied_producers of earlier
+ * versions (an aggregate of the results, in the file then in TEMP) is
+ * gone, and a copy in the file is dropped at open.
+ *
+ * Databases of earlier versions are migrated once at open, in order:
+ * results keyed by producer first are rekeyed (grp, sequence, producer),
+ * then any applied_results with a key is rewritten as the rowid table.
+ * An earlier momd opening a migrated file finds applied_results without a
+ * key (docs/benchmarks.md, "downgrade").
  */
 /*
  * Messages are rows of a rowid table keyed by their position: their
@@ -198,21 +217,31 @@ static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS applied_results ("
     "  grp INTEGER NOT NULL,"
     "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
-    "  status INTEGER NOT NULL, body BLOB NOT NULL,"
-    "  PRIMARY KEY (grp, sequence, producer)) WITHOUT ROWID;";
+    "  status INTEGER NOT NULL, body BLOB NOT NULL);";
 
-/* At every open, after the migrations: applied_producers built in memory
- * from the results, and an earlier version's copy in the file dropped. */
-static const char mom_store_producers_open[] =
+/*
+ * At every open, after the migrations: the results' keys built in memory
+ * from the file, and an earlier version's applied_producers dropped. In
+ * rowid order with REPLACE: were a key stored twice (no version writes
+ * so), the later row wins, as an INSERT OR REPLACE did, and the earlier
+ * is deleted (mom_store_keys_check).
+ */
+static const char mom_store_keys_open[] =
     "BEGIN IMMEDIATE;"
     "DROP TABLE IF EXISTS main.applied_producers;"
-    "CREATE TEMP TABLE applied_producers ("
+    "CREATE TEMP TABLE applied_keys ("
     "  grp INTEGER NOT NULL, producer INTEGER NOT NULL,"
-    "  newest INTEGER NOT NULL,"
-    "  PRIMARY KEY (grp, producer)) WITHOUT ROWID;"
-    "INSERT INTO temp.applied_producers(grp, producer, newest)"
-    "  SELECT grp, producer, max(sequence) FROM applied_results"
-    "  GROUP BY grp, producer;"
+    "  sequence INTEGER NOT NULL, rid INTEGER NOT NULL,"
+    "  PRIMARY KEY (grp, producer, sequence)) WITHOUT ROWID;"
+    "INSERT OR REPLACE INTO temp.applied_keys(grp, producer, sequence, rid)"
+    "  SELECT grp, producer, sequence, rowid FROM main.applied_results"
+    "  ORDER BY rowid;"
+    "COMMIT;";
+
+static const char mom_store_keys_orphans[] =
+    "BEGIN IMMEDIATE;"
+    "DELETE FROM main.applied_results"
+    "  WHERE rowid NOT IN (SELECT rid FROM temp.applied_keys);"
     "COMMIT;";
 
 static const char mom_store_migrate_results[] =
@@ -267,6 +296,21 @@ static const char mom_store_migrate_queues[] =
 static const char mom_store_ids[] =
     "CREATE UNIQUE INDEX IF NOT EXISTS topics_id ON topics(id);"
     "CREATE UNIQUE INDEX IF NOT EXISTS queues_id ON queues(id);";
+
+/* Keyed results rewritten as the rowid table, in key order. */
+static const char mom_store_migrate_rowid[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE applied_results_rowid ("
+    "  grp INTEGER NOT NULL,"
+    "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+    "  status INTEGER NOT NULL, body BLOB NOT NULL);"
+    "INSERT INTO applied_results_rowid(grp, producer, sequence, status,"
+    "  body) SELECT grp, producer, sequence, status, body"
+    "  FROM applied_results ORDER BY grp, sequence, producer;"
+    "DROP TABLE applied_results;"
+    "ALTER TABLE applied_results_rowid RENAME TO applied_results;"
+    "DROP TABLE IF EXISTS main.applied_producers;"
+    "COMMIT;";
 
 int
 mom_store_fail(mom_store_t *st, const char *what)
@@ -363,6 +407,9 @@ static const struct {
     {"SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM pragma_table_info('queues') "
      "WHERE name = 'id')",
      "keying queue messages by position", mom_store_migrate_queues},
+    /* Results with a key (WITHOUT ROWID): the key moves to memory. */
+    {"SELECT 1 FROM pragma_table_info('applied_results') WHERE pk > 0",
+     "rewriting idempotency results as a rowid table", mom_store_migrate_rowid},
 };
 
 static int
@@ -385,6 +432,30 @@ mom_store_migrate(mom_store_t *st, char **msg)
         }
     }
     return SQLITE_OK;
+}
+
+/*
+ * After mom_store_keys_open: rows whose key a later row took, if any, are
+ * deleted so that every row has its key (the pruning finds rows by key).
+ * The rebuild's INSERT read one row per result (its changes); fewer keys
+ * mean duplicates.
+ */
+static int
+mom_store_keys_check(mom_store_t *st, char **msg)
+{
+    char sql[96];
+    int orphans;
+
+    snprintf(sql, sizeof(sql),
+             "SELECT 1 WHERE (SELECT count(*) FROM temp.applied_keys) < %lld",
+             (long long)sqlite3_changes64(st->db));
+    orphans = mom_store_query_any(st, sql);
+    if (orphans <= 0) {
+        return orphans < 0 ? SQLITE_ERROR : SQLITE_OK;
+    }
+    return mom_store_migrate_run(st,
+                                 "deleting idempotency results stored twice",
+                                 mom_store_keys_orphans, msg);
 }
 
 mom_store_t *
@@ -439,8 +510,9 @@ mom_store_open(const char *data_dir, mom_sync_t sync, char *err,
         sqlite3_exec(st->db, mom_store_schema, NULL, NULL, &msg) != SQLITE_OK ||
         mom_store_migrate(st, &msg) != SQLITE_OK ||
         sqlite3_exec(st->db, mom_store_ids, NULL, NULL, &msg) != SQLITE_OK ||
-        sqlite3_exec(st->db, mom_store_producers_open, NULL, NULL, &msg) !=
-            SQLITE_OK) {
+        sqlite3_exec(st->db, mom_store_keys_open, NULL, NULL, &msg) !=
+            SQLITE_OK ||
+        mom_store_keys_check(st, &msg) != SQLITE_OK) {
         snprintf(err, err_size, "%s: %s", path, msg ? msg : "error");
         sqlite3_free(msg);
         goto failed;
@@ -932,7 +1004,7 @@ mom_store_part_clear(mom_store_t *st, uint32_t partitions, uint32_t partition)
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
-    s = st->stmt[S_PART_DEL_PRODUCERS];
+    s = st->stmt[S_PART_DEL_KEYS];
     sqlite3_bind_int64(s, 1, partition);
     return mom_store_exec_stmt(st, s);
 }

@@ -30,14 +30,13 @@ mom_store_commit_hook(void *data)
 {
     mom_store_t *st = data;
 
-    if (st->n_dirty > 0 || st->n_counters > 0 || st->n_pending > 0) {
+    if (st->n_dirty > 0 || st->n_counters > 0) {
         /* A caller forgot mom_store_flush(): effects without their applied
          * index or counters must not commit (a restart would apply them
          * again, or reuse sequence numbers). */
-        mom_log_error("sqlite: COMMIT with %" PRIu32 " applied indexes, %u"
-                      " counters and %u newest results unwritten: rolled"
-                      " back",
-                      st->n_dirty, st->n_counters, st->n_pending);
+        mom_log_error("sqlite: COMMIT with %" PRIu32 " applied indexes and %u"
+                      " counters unwritten: rolled back",
+                      st->n_dirty, st->n_counters);
         return 1;
     }
     return 0;
@@ -53,7 +52,6 @@ mom_store_rollback_hook(void *data)
     }
     st->n_dirty = 0;
     st->n_counters = 0;
-    st->n_pending = 0;
 }
 
 void
@@ -309,8 +307,7 @@ mom_store_counter_forget(mom_store_t *st, mom_coll_t c, const char *name)
 int
 mom_store_flush(mom_store_t *st)
 {
-    if (mom_store_counters_flush(st) != MOM_STORE_OK ||
-        mom_store_results_flush(st) != MOM_STORE_OK) {
+    if (mom_store_counters_flush(st) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
     return mom_store_applied_flush(st);

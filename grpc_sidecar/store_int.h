@@ -24,17 +24,18 @@ enum {
     S_USER_HASH,
     S_LIST_USERS,
     S_DEDUP_GET,
+    S_DEDUP_UNPUT,
     S_DEDUP_PUT,
+    S_DEDUP_PUT_KEY,
     S_DEDUP_NEXT_PRODUCER,
     S_DEDUP_NEWEST,
     S_DEDUP_PRUNE,
-    S_DEDUP_SET_NEWEST,
-    S_DEDUP_DROP_PRODUCER,
+    S_DEDUP_PRUNE_KEYS,
     S_PART_USERS,
     S_PART_DEL_USERS,
     S_PART_RESULTS,
     S_PART_DEL_RESULTS,
-    S_PART_DEL_PRODUCERS,
+    S_PART_DEL_KEYS,
     /* per collection: base + MOM_TOPIC or MOM_QUEUE */
     S_COLL_CREATE,
     S_COLL_GET = S_COLL_CREATE + 2,
@@ -67,16 +68,6 @@ typedef struct {
 
 #define MOM_STORE_COUNTERS 32
 
-/* A (group, producer)'s newest idempotency sequence written in the open
- * transaction, for applied_producers (store_results.c). */
-typedef struct {
-    uint32_t group;
-    uint64_t producer;
-    sqlite3_int64 newest;
-} mom_store_pending_t;
-
-#define MOM_STORE_PENDING 64
-
 /* Newest idempotency sequence per (group, producer), an upper bound. */
 typedef struct {
     uint32_t group;
@@ -101,8 +92,6 @@ struct mom_store_s {
     mom_store_newest_t *newest;
     uint32_t newest_cap; /* a power of two, or 0 */
     uint32_t newest_used;
-    mom_store_pending_t pending[MOM_STORE_PENDING];
-    unsigned n_pending;
 };
 
 /* Logs the connection's error about `what`; returns MOM_STORE_ERROR. */
@@ -130,7 +119,5 @@ void mom_store_counter_forget(mom_store_t *st, mom_coll_t c, const char *name);
 
 /* store_results.c */
 void mom_store_results_free(mom_store_t *st);
-/* Writes the newest sequences of the open transaction's results. */
-int mom_store_results_flush(mom_store_t *st);
 
 #endif

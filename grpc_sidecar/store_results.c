@@ -1,16 +1,18 @@
 /*
- * Idempotency results (table applied_results): lookups, inserts and the
- * deterministic pruning. An in-memory upper bound of each (group,
- * producer)'s newest sequence spares the lookup of a command seen for the
- * first time: it only grows with inserts (deletions and rollbacks leave it
- * above the truth, which is safe), and a snapshot restore inserts through
- * mom_store_dedup_put like any other.
+ * Idempotency results: lookups, inserts and the deterministic pruning. A
+ * result is a row of applied_results in the file, appended (a rowid table:
+ * one leaf written per round, store.c says why), and its key a row of
+ * temp.applied_keys in memory ((grp, producer, sequence) -> rowid), written
+ * together in the caller's transaction (or one of their own): a rollback
+ * takes both. The keys also give each (group, producer)'s exact newest
+ * sequence, what the pruning reads (replicated state: every replica must
+ * agree), by an index seek.
  *
- * applied_producers holds each (group, producer)'s exact newest sequence
- * (replicated state: the pruning reads it, so every replica must agree):
- * inserts note it in st->pending, written by mom_store_flush() before
- * COMMIT (or at once outside a transaction); the pruning writes what is
- * pending first and drops a producer's row with its last result.
+ * An in-memory upper bound of each (group, producer)'s newest sequence
+ * spares the lookup of a command seen for the first time, and tells an
+ * insert that its key cannot exist yet: it only grows with inserts
+ * (deletions and rollbacks leave it above the truth, which is safe), and a
+ * snapshot restore inserts through mom_store_dedup_put like any other.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -103,14 +105,6 @@ mom_store_newest(mom_store_t *st, uint32_t group, uint64_t producer,
     if (rc == MOM_STORE_NOT_FOUND) {
         e.newest = INT64_MIN;
     }
-    /* Inserts of the open transaction not written to applied_producers. */
-    for (unsigned i = 0; i < st->n_pending; i++) {
-        if (st->pending[i].group == group &&
-            st->pending[i].producer == producer &&
-            st->pending[i].newest > e.newest) {
-            e.newest = st->pending[i].newest;
-        }
-    }
     if ((st->newest_used + 1) * 2 > st->newest_cap) {
         cap = st->newest_cap ? st->newest_cap * 2 : 64;
         table = cap <= (1u << 20) ? calloc(cap, sizeof(*table)) : NULL;
@@ -137,48 +131,28 @@ mom_store_results_free(mom_store_t *st)
     free(st->newest);
 }
 
-int
-mom_store_results_flush(mom_store_t *st)
+/*
+ * Outside a transaction a result and its key (or a pruning's rows and
+ * keys) take one of their own: both or neither.
+ */
+static int
+mom_store_results_begin(mom_store_t *st, bool *own)
 {
-    sqlite3_stmt *s = st->stmt[S_DEDUP_SET_NEWEST];
-
-    while (st->n_pending > 0) {
-        /* Taken off first: outside a transaction the commit hook sees it. */
-        mom_store_pending_t p = st->pending[--st->n_pending];
-
-        sqlite3_bind_int64(s, 1, p.group);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)p.producer);
-        sqlite3_bind_int64(s, 3, p.newest);
-        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
-            return MOM_STORE_ERROR;
-        }
-    }
-    return MOM_STORE_OK;
+    *own = sqlite3_get_autocommit(st->db) != 0;
+    return *own ? mom_store_begin(st) : MOM_STORE_OK;
 }
 
-/* Notes a result's sequence as its producer's newest, if it is. */
 static int
-mom_store_results_note(mom_store_t *st, uint32_t group, uint64_t producer,
-                       sqlite3_int64 sequence)
+mom_store_results_end(mom_store_t *st, bool own, int rc)
 {
-    mom_store_pending_t *p;
-
-    for (unsigned i = 0; i < st->n_pending; i++) {
-        p = &st->pending[i];
-        if (p->group == group && p->producer == producer) {
-            p->newest = sequence > p->newest ? sequence : p->newest;
-            return MOM_STORE_OK;
-        }
+    if (!own) {
+        return rc;
     }
-    if (st->n_pending == MOM_STORE_PENDING &&
-        mom_store_results_flush(st) != MOM_STORE_OK) {
-        return MOM_STORE_ERROR;
+    if (rc == MOM_STORE_OK && mom_store_commit(st) == MOM_STORE_OK) {
+        return MOM_STORE_OK;
     }
-    st->pending[st->n_pending++] = (mom_store_pending_t){
-        .group = group, .producer = producer, .newest = sequence};
-    /* No transaction to defer to: write now. */
-    return sqlite3_get_autocommit(st->db) ? mom_store_results_flush(st)
-                                          : MOM_STORE_OK;
+    mom_store_rollback(st);
+    return MOM_STORE_ERROR;
 }
 
 int
@@ -216,17 +190,25 @@ mom_store_dedup_get(mom_store_t *st, uint32_t group, uint64_t producer,
                              : mom_store_fail(st, "dedup get");
 }
 
-int
-mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
-                    uint64_t sequence, unsigned status, const void *body,
-                    size_t len)
+/* The row, then its key (the row's rowid). A key that may exist already
+ * has its row deleted first: the key is replaced, the row would stay. */
+static int
+mom_store_results_insert(mom_store_t *st, uint32_t group, uint64_t producer,
+                         uint64_t sequence, unsigned status, const void *body,
+                         size_t len, bool fresh)
 {
-    sqlite3_stmt *s = st->stmt[S_DEDUP_PUT];
-    mom_store_newest_t *n = mom_store_newest_find(st, group, producer);
+    sqlite3_stmt *s;
 
-    if (n != NULL && (sqlite3_int64)sequence > n->newest) {
-        n->newest = (sqlite3_int64)sequence;
+    if (!fresh) {
+        s = st->stmt[S_DEDUP_UNPUT];
+        sqlite3_bind_int64(s, 1, group);
+        sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
+        sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
     }
+    s = st->stmt[S_DEDUP_PUT];
     sqlite3_bind_int64(s, 1, group);
     sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
     sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
@@ -235,7 +217,35 @@ mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
-    return mom_store_results_note(st, group, producer, (sqlite3_int64)sequence);
+    s = st->stmt[S_DEDUP_PUT_KEY];
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+    sqlite3_bind_int64(s, 4, sqlite3_last_insert_rowid(st->db));
+    return mom_store_exec_stmt(st, s);
+}
+
+int
+mom_store_dedup_put(mom_store_t *st, uint32_t group, uint64_t producer,
+                    uint64_t sequence, unsigned status, const void *body,
+                    size_t len)
+{
+    mom_store_newest_t *n = mom_store_newest_find(st, group, producer);
+    bool fresh = false, own;
+    int rc;
+
+    /* Above the bound of its producer: the key is not stored (the common
+     * case: mom_sm_apply looked it up first). */
+    if (n != NULL && (sqlite3_int64)sequence > n->newest) {
+        fresh = true;
+        n->newest = (sqlite3_int64)sequence;
+    }
+    if (mom_store_results_begin(st, &own) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    rc = mom_store_results_insert(st, group, producer, sequence, status, body,
+                                  len, fresh);
+    return mom_store_results_end(st, own, rc);
 }
 
 /* The producers of a group with results, in order, and their newest. */
@@ -278,18 +288,36 @@ mom_store_minus(sqlite3_int64 v, uint64_t d)
     return d >= above_min ? INT64_MIN : (sqlite3_int64)((uint64_t)v - d);
 }
 
-int
-mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
-                      uint64_t stale)
+/* Deletes a producer's results below a sequence: rows, then keys. */
+static int
+mom_store_dedup_prune_below(mom_store_t *st, uint32_t group,
+                            sqlite3_int64 producer, sqlite3_int64 below)
+{
+    static const int stmts[] = {S_DEDUP_PRUNE, S_DEDUP_PRUNE_KEYS};
+    sqlite3_stmt *s;
+
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        s = st->stmt[stmts[i]];
+        sqlite3_bind_int64(s, 1, group);
+        sqlite3_bind_int64(s, 2, producer);
+        sqlite3_bind_int64(s, 3, below);
+        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+            return MOM_STORE_ERROR;
+        }
+    }
+    return MOM_STORE_OK;
+}
+
+/* A producer whose results all go leaves the keys with them: the next
+ * pruning does not see it. */
+static int
+mom_store_dedup_prune_group(mom_store_t *st, uint32_t group, uint64_t window,
+                            uint64_t stale)
 {
     mom_store_producer_t p;
     sqlite3_int64 newest = INT64_MIN, below;
-    sqlite3_stmt *s;
     int rc;
 
-    if (mom_store_results_flush(st) != MOM_STORE_OK) {
-        return MOM_STORE_ERROR;
-    }
     /* The group's newest sequence over all its producers. */
     for (rc = mom_store_dedup_producer(st, group, true, &p); rc == MOM_STORE_OK;
          rc = mom_store_dedup_producer(st, group, false, &p)) {
@@ -304,23 +332,23 @@ mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
         if (mom_store_minus(newest, stale) > below) {
             below = mom_store_minus(newest, stale);
         }
-        s = st->stmt[S_DEDUP_PRUNE];
-        sqlite3_bind_int64(s, 1, group);
-        sqlite3_bind_int64(s, 2, p.producer);
-        sqlite3_bind_int64(s, 3, below);
-        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
-            return MOM_STORE_ERROR;
-        }
-        if (below <= p.newest) {
-            continue;
-        }
-        /* Its last result went: so does the producer. */
-        s = st->stmt[S_DEDUP_DROP_PRODUCER];
-        sqlite3_bind_int64(s, 1, group);
-        sqlite3_bind_int64(s, 2, p.producer);
-        if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
+        if (mom_store_dedup_prune_below(st, group, p.producer, below) !=
+            MOM_STORE_OK) {
             return MOM_STORE_ERROR;
         }
     }
     return rc == MOM_STORE_ERROR ? rc : MOM_STORE_OK;
+}
+
+int
+mom_store_dedup_prune(mom_store_t *st, uint32_t group, uint64_t window,
+                      uint64_t stale)
+{
+    bool own;
+
+    if (mom_store_results_begin(st, &own) != MOM_STORE_OK) {
+        return MOM_STORE_ERROR;
+    }
+    return mom_store_results_end(
+        st, own, mom_store_dedup_prune_group(st, group, window, stale));
 }

@@ -16,6 +16,7 @@
 
 #include "sm.h"
 #include "store.h"
+#include "store_shape.h"
 
 typedef struct {
     char dir[64];
@@ -674,6 +675,8 @@ reopen_as(fixture_t *f, const char *sql)
     f->st = open_store(f->dir);
 }
 
+static int main_has_table(fixture_t *f, const char *name);
+
 /* A database of an earlier version: rowid message tables and results keyed
  * by producer plus an index by group. It keeps working; the results are
  * moved once. */
@@ -712,9 +715,12 @@ test_old_database(void **state)
     assert_int_equal(f->res.message.seq, 2);
     mom_store_coll_scan(f->st, MOM_TOPIC, "old", 0, 10, collect, &c);
     assert_int_equal(c.n, 2);
+    assert_int_equal(main_has_table(f, "applied_commands"), 0);
+    assert_results_shape(f->st);
     /* The old results table is gone: the store reopens as a new one. */
     mom_store_close(f->st);
     f->st = open_store(f->dir);
+    assert_results_shape(f->st);
     assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
     assert_int_equal(
         apply(f, MOM__COMMAND_OP__CMD_REGISTER, "carol", NULL, NULL), 200);
@@ -934,7 +940,9 @@ main_has_table(fixture_t *f, const char *name)
     return found;
 }
 
-/* The rows of applied_producers as "grp:producer:newest," in key order. */
+/* Each (group, producer)'s newest sequence, the pruning's input, as
+ * "grp:producer:newest," in key order: max(sequence) of the results' keys
+ * (temp.applied_keys; applied_producers of earlier versions). */
 static void
 producers_dump(fixture_t *f, char *out, size_t size)
 {
@@ -942,11 +950,12 @@ producers_dump(fixture_t *f, char *out, size_t size)
     size_t n = 0;
 
     out[0] = '\0';
-    assert_int_equal(sqlite3_prepare_v2(mom_store_db(f->st),
-                                        "SELECT grp, producer, newest FROM "
-                                        "applied_producers ORDER BY 1, 2",
-                                        -1, &s, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(mom_store_db(f->st),
+                           "SELECT grp, producer, max(sequence) FROM "
+                           "temp.applied_keys GROUP BY 1, 2 ORDER BY 1, 2",
+                           -1, &s, NULL),
+        SQLITE_OK);
     while (sqlite3_step(s) == SQLITE_ROW && n < size) {
         n += (size_t)snprintf(out + n, size - n, "%lld:%lld:%lld,",
                               (long long)sqlite3_column_int64(s, 0),
@@ -956,9 +965,10 @@ producers_dump(fixture_t *f, char *out, size_t size)
     sqlite3_finalize(s);
 }
 
-/* applied_producers follows the results exactly: the newest per (group,
- * producer) after a transaction, nothing of a rolled back one, a producer
- * pruned of its last result goes, a cleared partition too. */
+/* The producers' newest (applied_producers of earlier versions, now read
+ * from the results' keys) follow the results exactly: the newest per
+ * (group, producer) after a transaction, nothing of a rolled back one, a
+ * producer pruned of its last result goes, a cleared partition too. */
 static void
 test_producers_follow_results(void **state)
 {
@@ -1011,13 +1021,15 @@ test_producers_follow_results(void **state)
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:8:1000,");
 
-    /* Kept in memory, not in the file: the next open rebuilds it from the
-     * results, and it still drives the pruning. */
+    /* Kept in memory, not in the file: the next open rebuilds the keys
+     * from the results, and they still drive the pruning. */
     assert_int_equal(mom_store_dedup_put(f->st, 0, 9, 1100, 200, "{}", 2),
                      MOM_STORE_OK);
     mom_store_close(f->st);
     f->st = open_store(f->dir);
     assert_int_equal(main_has_table(f, "applied_producers"), 0);
+    assert_int_equal(main_has_table(f, "applied_keys"), 0);
+    assert_results_shape(f->st);
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:8:1000,0:9:1100,");
     assert_int_equal(mom_store_dedup_prune(f->st, 0, 50, 1000), MOM_STORE_OK);
@@ -1031,8 +1043,9 @@ test_producers_follow_results(void **state)
     assert_string_equal(dump, "0:9:1100,");
 }
 
-/* A database whose results were keyed (grp, producer, sequence) is rebuilt
- * keyed by sequence first, with its producers' newest, once. */
+/* A database whose results were keyed (grp, producer, sequence) is rekeyed
+ * by sequence first, then rewritten as the rowid table with its key in
+ * memory, once; its producers' newest are the same. */
 static void
 test_results_rekeyed(void **state)
 {
@@ -1060,21 +1073,9 @@ test_results_rekeyed(void **state)
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:77:1200,0:78:1100,5:77:900,");
     assert_int_equal(main_has_table(f, "applied_producers"), 0);
-    /* Keyed by sequence before producer now; reopening changes nothing. */
+    /* A rowid table without a key now; reopening changes nothing. */
     for (int i = 0; i < 2; i++) {
-        sqlite3_stmt *s;
-
-        assert_int_equal(
-            sqlite3_prepare_v2(mom_store_db(f->st),
-                               "SELECT group_concat(name) FROM (SELECT name "
-                               "FROM pragma_table_info('applied_results') "
-                               "WHERE pk > 0 ORDER BY pk)",
-                               -1, &s, NULL),
-            SQLITE_OK);
-        assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-        assert_string_equal((const char *)sqlite3_column_text(s, 0),
-                            "grp,sequence,producer");
-        sqlite3_finalize(s);
+        assert_results_shape(f->st);
         mom_store_close(f->st);
         f->st = open_store(f->dir);
     }
