@@ -101,6 +101,11 @@ int mom_store_exec_stmt(mom_store_t *st, sqlite3_stmt *s);
 /* Resets a statement and clears its bindings. */
 void mom_store_finish(sqlite3_stmt *s);
 
+/* store_migrate.c: earlier versions' databases moved to the current
+ * shape, and what is rebuilt at every open; an SQLite code, *msg from
+ * sqlite3_exec (sqlite3_free it). */
+int mom_store_upgrade(mom_store_t *st, char **msg);
+
 /* store_deferred.c */
 void mom_store_deferred_init(mom_store_t *st);
 void mom_store_deferred_free(mom_store_t *st);

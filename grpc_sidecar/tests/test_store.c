@@ -18,85 +18,7 @@
 #include "store.h"
 #include "store_shape.h"
 
-typedef struct {
-    char dir[64];
-    mom_store_t *st;
-    uint64_t index;
-    mom_result_t res;
-} fixture_t;
-
-static mom_store_t *
-open_store(const char *dir)
-{
-    char err[256];
-    mom_store_t *st = mom_store_open(dir, MOM_SYNC_NORMAL, err, sizeof(err));
-
-    if (st == NULL) {
-        fail_msg("open: %s", err);
-    }
-    return st;
-}
-
-static int
-setup(void **state)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-
-    strcpy(f->dir, "/tmp/mom-test-store-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->st = open_store(f->dir);
-    mom_result_init(&f->res);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-    char cmd[128];
-
-    mom_result_free(&f->res);
-    mom_store_close(f->st);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-/* Applies one command at the next index in its own transaction. */
-static unsigned
-apply_at(fixture_t *f, uint64_t index, Mom__CommandOp op, const char *name,
-         const char *user, const char *content)
-{
-    Mom__Command cmd = MOM__COMMAND__INIT;
-
-    cmd.op = op;
-    cmd.name = (char *)name;
-    cmd.user = (char *)(user ? user : "");
-    cmd.password_hash = "pbkdf2_sha256$1$AAAA$BBBB";
-    if (content != NULL) {
-        cmd.content.data = (uint8_t *)content;
-        cmd.content.len = strlen(content);
-    }
-    cmd.timestamp_ms = 1795703915123LL; /* 2026-11-26T14:38:35.123Z */
-    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
-    assert_int_equal(mom_sm_apply(f->st, 0, index, &cmd, &f->res), 0);
-    assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
-    /* NUL-terminate the body for string comparisons. */
-    mom_buf_append(&f->res.body, "", 1);
-    f->res.body.len--;
-    return f->res.status;
-}
-
-static unsigned
-apply(fixture_t *f, Mom__CommandOp op, const char *name, const char *user,
-      const char *content)
-{
-    return apply_at(f, ++f->index, op, name, user, content);
-}
-
-#define BODY(f) ((f)->res.body.len ? (f)->res.body.data : "")
+#include "store_fixture.h"
 
 static void
 test_register(void **state)
@@ -169,24 +91,6 @@ test_topics(void **state)
     assert_int_equal(apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "t", "bob", "2"),
                      200);
     assert_int_equal(f->res.message.seq, 1);
-}
-
-typedef struct {
-    uint64_t seqs[16];
-    char contents[16][32];
-    int n;
-} collected_t;
-
-static int
-collect(void *data, const mom_store_msg_t *m)
-{
-    collected_t *c = data;
-
-    c->seqs[c->n] = m->seq;
-    snprintf(c->contents[c->n], sizeof(c->contents[0]), "%.*s",
-             (int)m->content_len, (const char *)m->content);
-    c->n++;
-    return 0;
 }
 
 static void
@@ -659,22 +563,6 @@ test_reopen_and_list(void **state)
     assert_non_null(strstr(BODY(f), "\"content\":null"));
 }
 
-/* Reopens the store on a database of an earlier version, made by sql. */
-static void
-reopen_as(fixture_t *f, const char *sql)
-{
-    char path[128];
-    sqlite3 *db;
-
-    mom_store_close(f->st);
-    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    f->st = open_store(f->dir);
-}
-
 static int main_has_table(fixture_t *f, const char *name);
 
 /* A database of an earlier version: rowid message tables and results keyed
@@ -726,178 +614,6 @@ test_old_database(void **state)
         apply(f, MOM__COMMAND_OP__CMD_REGISTER, "carol", NULL, NULL), 200);
     assert_int_equal(mom_store_user_hash(f->st, "carol", &hash), MOM_STORE_OK);
     free(hash);
-}
-
-/* One integer from a query on the store's connection. */
-static sqlite3_int64
-query_int(fixture_t *f, const char *sql)
-{
-    sqlite3_stmt *s;
-    sqlite3_int64 v;
-
-    assert_int_equal(sqlite3_prepare_v2(mom_store_db(f->st), sql, -1, &s, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
-
-static int
-scan_into(fixture_t *f, mom_coll_t kind, const char *name, uint64_t after,
-          collected_t *c)
-{
-    memset(c, 0, sizeof(*c));
-    assert_int_equal(
-        mom_store_coll_scan(f->st, kind, name, after, 16, collect, c),
-        MOM_STORE_OK);
-    return c->n;
-}
-
-/* Messages are keyed by position (the collection's id above the sequence
- * number): each collection reads and deletes only its own rows, a topic
- * and a queue of the same name included. */
-static void
-test_positions(void **state)
-{
-    fixture_t *f = *state;
-    collected_t c;
-
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "a", "alice", NULL);
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "b", "alice", NULL);
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "a", "alice", NULL);
-    for (int i = 0; i < 3; i++) {
-        apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "a", "alice", "x");
-        apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "b", "alice", "y");
-        apply(f, MOM__COMMAND_OP__CMD_SEND, "a", "alice", "z");
-    }
-    assert_int_equal(scan_into(f, MOM_TOPIC, "b", 0, &c), 3);
-    assert_int_equal(c.seqs[2], 3);
-    assert_string_equal(c.contents[0], "y");
-    assert_int_equal(scan_into(f, MOM_TOPIC, "a", 1, &c), 2);
-    assert_int_equal(c.seqs[0], 2);
-    assert_string_equal(c.contents[1], "x");
-    assert_int_equal(scan_into(f, MOM_QUEUE, "a", 0, &c), 3);
-    assert_string_equal(c.contents[2], "z");
-    assert_int_equal(scan_into(f, MOM_TOPIC, "none", 0, &c), 0);
-    assert_int_equal(scan_into(f, MOM_TOPIC, "b", UINT64_MAX, &c), 0);
-
-    assert_int_equal(
-        apply(f, MOM__COMMAND_OP__CMD_DELETE_TOPIC, "a", "alice", NULL), 200);
-    assert_int_equal(query_int(f, "SELECT count(*) FROM topic_messages"), 3);
-    assert_int_equal(query_int(f, "SELECT count(*) FROM queue_messages"), 3);
-    /* A new topic takes an id past the largest (a's 1 stays free). */
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "c", "alice", NULL);
-    assert_int_equal(query_int(f, "SELECT id FROM topics WHERE name = 'c'"), 3);
-    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "c", "alice", "w");
-    assert_int_equal(f->res.message.seq, 1);
-    assert_int_equal(scan_into(f, MOM_TOPIC, "c", 0, &c), 1);
-    assert_int_equal(scan_into(f, MOM_TOPIC, "b", 0, &c), 3);
-
-    assert_int_equal(mom_store_coll_remove(f->st, MOM_QUEUE, "a", 1ULL << 40),
-                     MOM_STORE_NOT_FOUND);
-    assert_int_equal(mom_store_coll_remove(f->st, MOM_QUEUE, "a", 1),
-                     MOM_STORE_OK);
-    assert_int_equal(mom_store_coll_remove(f->st, MOM_QUEUE, "a", 1),
-                     MOM_STORE_NOT_FOUND);
-    assert_int_equal(mom_store_coll_remove(f->st, MOM_QUEUE, "none", 1),
-                     MOM_STORE_NOT_FOUND);
-    assert_int_equal(scan_into(f, MOM_QUEUE, "a", 0, &c), 2);
-    assert_int_equal(c.seqs[0], 2);
-}
-
-/* With the largest id taken, a new collection gets a free one. */
-static void
-test_positions_free_id(void **state)
-{
-    fixture_t *f = *state;
-    collected_t c;
-
-    assert_int_equal(sqlite3_exec(mom_store_db(f->st),
-                                  "INSERT INTO topics(name, owner, "
-                                  "next_offset, id) VALUES "
-                                  "('last', 'alice', 1, 8388606)",
-                                  NULL, NULL, NULL),
-                     SQLITE_OK);
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "first", "alice", NULL);
-    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "second", "alice", NULL);
-    assert_int_equal(query_int(f, "SELECT id FROM topics WHERE name = 'first'"),
-                     1);
-    assert_int_equal(
-        query_int(f, "SELECT id FROM topics WHERE name = 'second'"), 2);
-    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "last", "alice", "l");
-    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "first", "alice", "f");
-    assert_int_equal(query_int(f, "SELECT max(pos) FROM topic_messages"),
-                     (8388606LL << 40) | 1);
-    assert_int_equal(scan_into(f, MOM_TOPIC, "last", 0, &c), 1);
-    assert_string_equal(c.contents[0], "l");
-    assert_int_equal(scan_into(f, MOM_TOPIC, "first", 0, &c), 1);
-    assert_string_equal(c.contents[0], "f");
-}
-
-/* Messages keyed by (name, sequence), as earlier versions stored them, are
- * moved to their positions once: ids in name order, the rows of a
- * collection that no longer exists dropped. */
-static void
-test_positions_old_database(void **state)
-{
-    fixture_t *f = *state;
-    collected_t c;
-
-    reopen_as(f,
-              "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-              "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
-              "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
-              "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
-              "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-              "  PRIMARY KEY (topic, \"offset\"));"
-              "CREATE TABLE queues (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-              "  next_id INTEGER NOT NULL) WITHOUT ROWID;"
-              "CREATE TABLE queue_messages (queue TEXT NOT NULL,"
-              "  id INTEGER NOT NULL, sender TEXT NOT NULL,"
-              "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-              "  PRIMARY KEY (queue, id)) WITHOUT ROWID;"
-              "INSERT INTO topics VALUES ('b', 'alice', 3), ('a', 'bob', 2);"
-              "INSERT INTO topic_messages VALUES ('b', 1, 'alice', 'b1', 5),"
-              "  ('b', 2, 'alice', 'b2', 6), ('a', 1, 'bob', 'a1', 7),"
-              "  ('gone', 1, 'eve', 'orphan', 8);"
-              "INSERT INTO queues VALUES ('q', 'alice', 3);"
-              "INSERT INTO queue_messages VALUES ('q', 2, 'alice', 'q2', 9);");
-    for (int reopened = 0; reopened < 2; reopened++) {
-        assert_int_equal(query_int(f, "SELECT id FROM topics WHERE name = 'a'"),
-                         1);
-        assert_int_equal(query_int(f, "SELECT id FROM topics WHERE name = 'b'"),
-                         2);
-        assert_int_equal(query_int(f, "SELECT count(*) FROM topic_messages"),
-                         3 + reopened);
-        assert_int_equal(scan_into(f, MOM_TOPIC, "b", 0, &c), 2 + reopened);
-        assert_int_equal(c.seqs[1], 2);
-        assert_string_equal(c.contents[1], "b2");
-        assert_int_equal(scan_into(f, MOM_TOPIC, "a", 0, &c), 1);
-        assert_string_equal(c.contents[0], "a1");
-        assert_int_equal(
-            query_int(f, "SELECT count(*) FROM pragma_table_info("
-                         "'queue_messages') WHERE name = 'pos' AND pk = 1"),
-            1);
-        assert_int_equal(query_int(f, "SELECT count(*) FROM sqlite_master "
-                                      "WHERE name IN ('topics_id', "
-                                      "'queues_id')"),
-                         2);
-        if (reopened) {
-            break;
-        }
-        assert_int_equal(
-            apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "b", "alice", "b3"), 200);
-        assert_int_equal(f->res.message.seq, 3);
-        assert_int_equal(
-            apply(f, MOM__COMMAND_OP__CMD_RECEIVE, "q", "bob", NULL), 200);
-        assert_non_null(strstr(BODY(f), "\"id\":2,"));
-        assert_int_equal(
-            apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "\"q3\""), 200);
-        assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":3}");
-        mom_store_close(f->st);
-        f->st = open_store(f->dir);
-    }
 }
 
 static void
@@ -1108,11 +824,6 @@ main(void)
         cmocka_unit_test_setup_teardown(test_dedup_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_database, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_positions_free_id, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_positions_old_database, setup,
-                                        teardown),
         cmocka_unit_test_setup_teardown(test_reopen_and_list, setup, teardown),
         cmocka_unit_test(test_name_validation),
     };
