@@ -28,6 +28,18 @@
 #define MOM_STORE_SEQ_LIMIT ((sqlite3_int64)1 << MOM_STORE_SEQ_BITS)
 #define MOM_STORE_ID_MAX ((INT64_MAX >> MOM_STORE_SEQ_BITS) - 1)
 
+/*
+ * A topic's next offset: past its last message, or the row's next_offset
+ * when that is larger (a topic without messages, or restored from a
+ * snapshot). Topics lose messages only with the topic, so the counter row
+ * is written when a topic is created or restored, not by every transaction
+ * that appends (store_deferred.c): a page less per round and per topic.
+ */
+#define MOM_STORE_TOPIC_NEXT                                                   \
+    "max(t.next_offset, coalesce((SELECT m.pos FROM topic_messages m "         \
+    "WHERE m.pos >= t.id << 40 AND m.pos < (t.id + 1) << 40 "                  \
+    "ORDER BY m.pos DESC LIMIT 1) & 1099511627775, 0) + 1)"
+
 static const char *const mom_store_sql[S_COUNT] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
@@ -79,7 +91,8 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_COLL_CREATE + MOM_QUEUE] = "INSERT OR IGNORE INTO queues(name, owner, "
                                   "next_id, id) VALUES (?1, ?2, 1, ?3)",
     [S_COLL_GET + MOM_TOPIC] =
-        "SELECT owner, next_offset, id FROM topics WHERE name = ?1",
+        "SELECT owner, " MOM_STORE_TOPIC_NEXT ", id FROM topics t "
+        "WHERE name = ?1",
     [S_COLL_GET + MOM_QUEUE] =
         "SELECT owner, next_id, id FROM queues WHERE name = ?1",
     [S_COLL_NEXT_ID + MOM_TOPIC] =
@@ -127,7 +140,7 @@ static const char *const mom_store_sql[S_COUNT] = {
     [S_COLL_SET_NEXT + MOM_QUEUE] =
         "UPDATE queues SET next_id = ?2 WHERE name = ?1",
     [S_PART_COLLS + MOM_TOPIC] =
-        "SELECT name, owner, next_offset FROM topics "
+        "SELECT name, owner, " MOM_STORE_TOPIC_NEXT " FROM topics t "
         "WHERE mom_partition(name, ?1) = ?2 ORDER BY name",
     [S_PART_COLLS + MOM_QUEUE] = "SELECT name, owner, next_id FROM queues "
                                  "WHERE mom_partition(name, ?1) = ?2 "

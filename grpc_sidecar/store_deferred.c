@@ -1,8 +1,9 @@
 /*
  * What the store writes once per transaction instead of once per command:
  * applied indexes (cached per group) and the next sequence numbers of the
- * collections appended to. Both are written by mom_store_flush() before
- * COMMIT, in the same transaction as the effects they count.
+ * queues appended to. Both are written by mom_store_flush() before COMMIT,
+ * in the same transaction as the effects they count; a topic's next offset
+ * is read from its last message and needs no write.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -201,8 +202,8 @@ mom_store_applied_flush(mom_store_t *st)
 /* --- collection counters --------------------------------------------------
  *
  * An append takes the collection's next number from memory after the first
- * one of the transaction: one read and one UPDATE of its row per
- * transaction instead of per message. coll_get sees the counted number,
+ * one of the transaction: one read per transaction instead of per message,
+ * and for a queue one UPDATE of its row. coll_get sees the counted number,
  * coll_delete forgets it; whole-partition operations flush first.
  */
 
@@ -225,7 +226,9 @@ mom_store_counters_flush(mom_store_t *st)
 
     for (unsigned i = 0; i < st->n_counters; i++) {
         mom_store_counter_t *k = &st->counters[i];
-        if (!k->used) {
+        /* A topic's next offset follows from its last message (store.c,
+         * MOM_STORE_TOPIC_NEXT); a queue's does not: its messages go. */
+        if (!k->used || k->c == MOM_TOPIC) {
             continue;
         }
         s = st->stmt[S_COLL_SET_NEXT + k->c];

@@ -186,6 +186,63 @@ test_positions_old_database(void **state)
     }
 }
 
+static int
+topic_row_next(void *data, const mom_store_row_t *row)
+{
+    uint64_t *next = data;
+
+    if (row->name_len == 1 && row->name[0] == 'r') {
+        *next = row->seq;
+    }
+    return 0;
+}
+
+/* A topic's next offset follows from its last message: appends do not
+ * rewrite its row (a queue's, whose messages go, is written). */
+static void
+test_topic_next_follows_messages(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t next = 0;
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "n", "alice", NULL);
+    for (int i = 0; i < 3; i++) {
+        apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "n", "alice", "x");
+    }
+    assert_int_equal(
+        query_int(f, "SELECT next_offset FROM topics WHERE name = 'n'"), 1);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "n", NULL, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 4);
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "n", NULL, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 4);
+    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "n", "alice", "y");
+    assert_int_equal(f->res.message.seq, 4);
+
+    /* Restored without messages: the row's counter holds. */
+    assert_int_equal(mom_store_coll_restore(f->st, MOM_TOPIC, "r", "alice", 10),
+                     MOM_STORE_OK);
+    assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "r", NULL, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 10);
+    apply(f, MOM__COMMAND_OP__CMD_PUBLISH, "r", "alice", "z");
+    assert_int_equal(f->res.message.seq, 10);
+    next = 0;
+    assert_int_equal(mom_store_part_scan(f->st, MOM_PART_TOPICS, 1, 0,
+                                         topic_row_next, &next),
+                     MOM_STORE_OK);
+    assert_int_equal(next, 11);
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q", "alice", NULL);
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "alice", "1");
+    apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "alice", "2");
+    assert_int_equal(
+        query_int(f, "SELECT next_id FROM queues WHERE name = 'q'"), 3);
+}
+
 int
 main(void)
 {
@@ -194,6 +251,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_positions_free_id, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_positions_old_database, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_topic_next_follows_messages, setup,
                                         teardown),
     };
 
