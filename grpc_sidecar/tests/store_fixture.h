@@ -1,6 +1,6 @@
 /*
  * The fixture of the store's unit tests (test_store.c,
- * test_store_positions.c): a store on a real SQLite file in a temporary
+ * test_store_positions.c, test_store_results.c): a store on a real SQLite file in a temporary
  * directory, commands applied through the state machine one transaction
  * each, messages collected from scans, databases of earlier versions made
  * by SQL. Header-only: include after cmocka.h.
@@ -113,6 +113,22 @@ collect(void *data, const mom_store_msg_t *m)
              (int)m->content_len, (const char *)m->content);
     c->n++;
     return 0;
+}
+
+/* Topics and their messages as versions before positions kept them. */
+#define STORE_OLD_TOPICS_SQL                                                   \
+    "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"         \
+    "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"                           \
+    "CREATE TABLE topic_messages (topic TEXT NOT NULL,"                        \
+    "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"                      \
+    "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"                         \
+    "  PRIMARY KEY (topic, \"offset\"));"
+
+static inline void
+reopen(fixture_t *f)
+{
+    mom_store_close(f->st);
+    f->st = open_store(f->dir);
 }
 
 /* Reopens the store on a database of an earlier version, made by sql. */

@@ -363,8 +363,7 @@ test_applied_index_batch(void **state)
     assert_int_equal(applied, 12);
 
     /* What committed is what a reopened store reads. */
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     mom_store_applied_index(f->st, 3, &applied);
     assert_int_equal(applied, 12);
     mom_store_applied_index(f->st, 200, &applied);
@@ -425,8 +424,7 @@ test_batch_counters(void **state)
     assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
 
     /* Committed: a reopened store continues from there. */
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "t3", NULL, &next),
                      MOM_STORE_OK);
     assert_int_equal(next, 4);
@@ -479,8 +477,7 @@ test_dedup_order(void **state)
     assert_false(f->res.has_message);
     assert_int_equal(mom_store_commit(f->st), MOM_STORE_OK);
 
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
     assert_int_equal(apply_in(f, send, "oq", "alice", p, 1500), 200);
     assert_false(f->res.has_message);
@@ -541,8 +538,7 @@ test_reopen_and_list(void **state)
     apply(f, MOM__COMMAND_OP__CMD_CREATE_QUEUE, "q1", "alice", NULL);
     apply(f, MOM__COMMAND_OP__CMD_SEND, "q1", "alice", "null");
 
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
 
     assert_int_equal(mom_store_list(f->st, MOM_LIST_TOPICS, count_names, names),
                      MOM_STORE_OK);
@@ -576,13 +572,7 @@ test_old_database(void **state)
     collected_t c = {0};
     uint64_t applied;
 
-    reopen_as(f,
-              "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-              "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
-              "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
-              "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
-              "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-              "  PRIMARY KEY (topic, \"offset\"));"
+    reopen_as(f, STORE_OLD_TOPICS_SQL
               "CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
               "CREATE TABLE applied_commands (grp INTEGER NOT NULL,"
               "  producer INTEGER NOT NULL, sequence INTEGER NOT NULL,"
@@ -606,8 +596,7 @@ test_old_database(void **state)
     assert_int_equal(main_has_table(f, "applied_commands"), 0);
     assert_results_shape(f->st);
     /* The old results table is gone: the store reopens as a new one. */
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     assert_results_shape(f->st);
     assert_int_equal(dedup_status(f, 0, 77, 1000), 201);
     assert_int_equal(
@@ -741,8 +730,7 @@ test_producers_follow_results(void **state)
      * from the results, and they still drive the pruning. */
     assert_int_equal(mom_store_dedup_put(f->st, 0, 9, 1100, 200, "{}", 2),
                      MOM_STORE_OK);
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     assert_int_equal(main_has_table(f, "applied_producers"), 0);
     assert_int_equal(main_has_table(f, "applied_keys"), 0);
     assert_results_shape(f->st);
@@ -792,8 +780,7 @@ test_results_rekeyed(void **state)
     /* A rowid table without a key now; reopening changes nothing. */
     for (int i = 0; i < 2; i++) {
         assert_results_shape(f->st);
-        mom_store_close(f->st);
-        f->st = open_store(f->dir);
+        reopen(f);
     }
     producers_dump(f, dump, sizeof(dump));
     assert_string_equal(dump, "0:77:1200,0:78:1100,5:77:900,");

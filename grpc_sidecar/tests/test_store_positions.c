@@ -130,13 +130,7 @@ test_positions_old_database(void **state)
     fixture_t *f = *state;
     collected_t c;
 
-    reopen_as(f,
-              "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
-              "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"
-              "CREATE TABLE topic_messages (topic TEXT NOT NULL,"
-              "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"
-              "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"
-              "  PRIMARY KEY (topic, \"offset\"));"
+    reopen_as(f, STORE_OLD_TOPICS_SQL
               "CREATE TABLE queues (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
               "  next_id INTEGER NOT NULL) WITHOUT ROWID;"
               "CREATE TABLE queue_messages (queue TEXT NOT NULL,"
@@ -181,8 +175,7 @@ test_positions_old_database(void **state)
         assert_int_equal(
             apply(f, MOM__COMMAND_OP__CMD_SEND, "q", "bob", "\"q3\""), 200);
         assert_string_equal(BODY(f), "{\"message\":\"Message sent\",\"id\":3}");
-        mom_store_close(f->st);
-        f->st = open_store(f->dir);
+        reopen(f);
     }
 }
 
@@ -214,8 +207,7 @@ test_topic_next_follows_messages(void **state)
     assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "n", NULL, &next),
                      MOM_STORE_OK);
     assert_int_equal(next, 4);
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
+    reopen(f);
     assert_int_equal(mom_store_coll_get(f->st, MOM_TOPIC, "n", NULL, &next),
                      MOM_STORE_OK);
     assert_int_equal(next, 4);

@@ -21,70 +21,7 @@
 #include "store.h"
 #include "store_shape.h"
 
-typedef struct {
-    char dir[64];
-    mom_store_t *st;
-} fixture_t;
-
-static mom_store_t *
-open_store(const char *dir)
-{
-    char err[256];
-    mom_store_t *st = mom_store_open(dir, MOM_SYNC_NORMAL, err, sizeof(err));
-
-    if (st == NULL) {
-        fail_msg("open: %s", err);
-    }
-    return st;
-}
-
-static int
-setup(void **state)
-{
-    fixture_t *f = calloc(1, sizeof(*f));
-
-    strcpy(f->dir, "/tmp/mom-test-results-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    f->st = open_store(f->dir);
-    *state = f;
-    return 0;
-}
-
-static int
-teardown(void **state)
-{
-    fixture_t *f = *state;
-    char cmd[128];
-
-    mom_store_close(f->st);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    free(f);
-    return 0;
-}
-
-static void
-reopen(fixture_t *f)
-{
-    mom_store_close(f->st);
-    f->st = open_store(f->dir);
-}
-
-/* Reopens the store on a database made by sql (an earlier version's). */
-static void
-reopen_as(fixture_t *f, const char *sql)
-{
-    char path[128];
-    sqlite3 *db;
-
-    mom_store_close(f->st);
-    snprintf(path, sizeof(path), "%s/mom.db", f->dir);
-    unlink(path);
-    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
-    f->st = open_store(f->dir);
-}
+#include "store_fixture.h"
 
 /* The first column of a one-row query as text ("" for NULL). */
 static void
