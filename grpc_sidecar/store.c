@@ -20,9 +20,10 @@
 #define MOM_STORE_BUSY_MS 5000
 
 /*
- * A message's position, the key of its row: its collection's id above its
- * sequence number (40 bits: a trillion messages per collection, 8 million
- * collection ids; (id + 1) << 40 still fits a signed 64-bit integer).
+ * A message's position, its key (a unique index): its collection's id
+ * above its sequence number (40 bits: a trillion messages per collection,
+ * 8 million collection ids; (id + 1) << 40 still fits a signed 64-bit
+ * integer).
  */
 #define MOM_STORE_SEQ_BITS 40
 #define MOM_STORE_SEQ_LIMIT ((sqlite3_int64)1 << MOM_STORE_SEQ_BITS)
@@ -197,18 +198,21 @@ static const char *const mom_store_sql[S_COUNT] = {
  * key (docs/benchmarks.md, "downgrade").
  */
 /*
- * Messages are rows of a rowid table keyed by their position: their
- * collection's id (a local number, never replicated: replicas apply by
- * name) above their sequence number (MOM_STORE_SEQ_BITS), so a
- * collection's messages are one range, read and deleted as such. A rowid
- * table and no index: the rows a transaction appends to a collection go
- * at the end of its range, and at the end of the table SQLite only starts
- * a new leaf (balance_quick) where an index b-tree (the (name, sequence)
- * key of earlier versions) redistributes three leaves and rewrites them:
- * ~3 WAL pages per transaction of a 3-node publish (docs/benchmarks.md,
- * ninth pass). A keyed b-tree of the whole message would also spill
- * messages over about 1 KB into overflow pages of their own. Databases of
- * earlier versions are moved to positions once at open.
+ * Messages are keyed by their position: their collection's id (a local
+ * number, never replicated: replicas apply by name) above their sequence
+ * number (MOM_STORE_SEQ_BITS), so a collection's messages are one range of
+ * one integer index, read and deleted as such. The rows themselves are
+ * appended to a rowid table in the order they come, where SQLite only
+ * starts a new leaf when the last is full (balance_quick). Appends to an
+ * index b-tree redistribute three leaves instead: with the (name,
+ * sequence) key of earlier versions (~30-byte entries) that was ~3 WAL
+ * pages per transaction of a 3-node publish; with the position alone
+ * (~13 bytes) a leaf takes ~300 entries and fills more slowly. Keying the
+ * rows themselves by position (no index) saved as much on one topic but
+ * cost a single node 10% on 1,000 topics: rows of ~150 bytes inserted in
+ * the middle of the table split its leaves five times as often
+ * (docs/benchmarks.md, ninth pass). Databases of earlier versions are
+ * moved to positions once at open.
  */
 static const char mom_store_schema[] =
     "CREATE TABLE IF NOT EXISTS users ("
@@ -217,13 +221,13 @@ static const char mom_store_schema[] =
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
     "  next_offset INTEGER NOT NULL, id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS topic_messages ("
-    "  pos INTEGER PRIMARY KEY,"
+    "  pos INTEGER NOT NULL UNIQUE,"
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS queues ("
     "  name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
     "  next_id INTEGER NOT NULL, id INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS queue_messages ("
-    "  pos INTEGER PRIMARY KEY,"
+    "  pos INTEGER NOT NULL UNIQUE,"
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS meta ("
     "  key TEXT PRIMARY KEY, value) WITHOUT ROWID;"

@@ -69,7 +69,7 @@ static const char mom_store_migrate_key[] =
     "ALTER TABLE " coll " ADD COLUMN id INTEGER NOT NULL DEFAULT 0;"           \
     "UPDATE " coll " SET id = n.r FROM (SELECT name, row_number() OVER"        \
     "  (ORDER BY name) AS r FROM " coll ") AS n WHERE n.name = " coll ".name;" \
-    "CREATE TABLE " msgs "_by_pos (pos INTEGER PRIMARY KEY,"                   \
+    "CREATE TABLE " msgs "_by_pos (pos INTEGER NOT NULL UNIQUE,"               \
     "  sender TEXT NOT NULL, content BLOB NOT NULL, ts_ms INTEGER NOT NULL);"  \
     "INSERT INTO " msgs "_by_pos(pos, sender, content, ts_ms)"                 \
     "  SELECT (c.id << 40) | m." seq_col ", m.sender, m.content, m.ts_ms"      \

@@ -155,10 +155,9 @@ test_positions_old_database(void **state)
         assert_string_equal(c.contents[1], "b2");
         assert_int_equal(scan_into(f, MOM_TOPIC, "a", 0, &c), 1);
         assert_string_equal(c.contents[0], "a1");
-        assert_int_equal(
-            query_int(f, "SELECT count(*) FROM pragma_table_info("
-                         "'queue_messages') WHERE name = 'pos' AND pk = 1"),
-            1);
+        assert_int_equal(query_int(f, "SELECT count(*) FROM pragma_index_list("
+                                      "'queue_messages') WHERE \"unique\" = 1"),
+                         1);
         assert_int_equal(query_int(f, "SELECT count(*) FROM sqlite_master "
                                       "WHERE name IN ('topics_id', "
                                       "'queues_id')"),
