@@ -96,6 +96,8 @@ static const char *const mom_store_sql[S_COUNT] = {
         "WHERE name = ?1",
     [S_COLL_GET + MOM_QUEUE] =
         "SELECT owner, next_id, id FROM queues WHERE name = ?1",
+    [S_COLL_ID + MOM_TOPIC] = "SELECT id FROM topics WHERE name = ?1",
+    [S_COLL_ID + MOM_QUEUE] = "SELECT id FROM queues WHERE name = ?1",
     [S_COLL_NEXT_ID + MOM_TOPIC] =
         "SELECT coalesce(max(id), 0) + 1 FROM topics",
     [S_COLL_NEXT_ID + MOM_QUEUE] =
@@ -261,6 +263,22 @@ mom_store_finish(sqlite3_stmt *s)
 {
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+}
+
+int
+mom_store_get_int(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
+{
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_ROW) {
+        *out = sqlite3_column_int64(s, 0);
+    }
+    mom_store_finish(s);
+    if (rc == SQLITE_ROW) {
+        return MOM_STORE_OK;
+    }
+    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
+                             : mom_store_fail(st, sqlite3_sql(s));
 }
 
 /* mom_partition(name, partitions): the partition of a name (ring.c). */
@@ -454,30 +472,17 @@ mom_store_pos(sqlite3_int64 id, uint64_t seq)
     return (id << MOM_STORE_SEQ_BITS) | (sqlite3_int64)seq;
 }
 
-/* Steps a statement of one integer (and no parameters) into *out. */
-static int
-mom_store_int_query(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
-{
-    int rc = sqlite3_step(s);
-
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(s, 0);
-    }
-    mom_store_finish(s);
-    return rc == SQLITE_ROW ? MOM_STORE_OK : mom_store_fail(st, sqlite3_sql(s));
-}
-
 /* An id for a new collection: past the largest, or a free one once the
  * largest is the last (ids are never renumbered). */
 static int
 mom_store_coll_new_id(mom_store_t *st, mom_coll_t c, sqlite3_int64 *id)
 {
-    if (mom_store_int_query(st, st->stmt[S_COLL_NEXT_ID + c], id) !=
+    if (mom_store_get_int(st, st->stmt[S_COLL_NEXT_ID + c], id) !=
         MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
     if (*id > MOM_STORE_ID_MAX &&
-        mom_store_int_query(st, st->stmt[S_COLL_FREE_ID + c], id) !=
+        mom_store_get_int(st, st->stmt[S_COLL_FREE_ID + c], id) !=
             MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
@@ -486,6 +491,18 @@ mom_store_coll_new_id(mom_store_t *st, mom_coll_t c, sqlite3_int64 *id)
         return MOM_STORE_ERROR;
     }
     return MOM_STORE_OK;
+}
+
+/* The id of an existing collection: what its messages' positions need
+ * (S_COLL_GET also derives a topic's next offset). */
+static int
+mom_store_coll_id(mom_store_t *st, mom_coll_t c, const char *name,
+                  sqlite3_int64 *id)
+{
+    sqlite3_stmt *s = st->stmt[S_COLL_ID + c];
+
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    return mom_store_get_int(st, s, id);
 }
 
 /* The next sequence number and id of an existing collection. */
@@ -553,11 +570,10 @@ mom_store_coll_delete(mom_store_t *st, mom_coll_t c, const char *name)
 {
     sqlite3_stmt *s = st->stmt[S_COLL_DELETE_MSGS + c];
     sqlite3_int64 id;
-    uint64_t next;
     int rc;
 
     mom_store_counter_forget(st, c, name);
-    rc = mom_store_coll_row(st, c, name, &next, &id);
+    rc = mom_store_coll_id(st, c, name, &id);
     if (rc != MOM_STORE_OK) {
         return rc;
     }
@@ -625,10 +641,9 @@ mom_store_coll_scan(mom_store_t *st, mom_coll_t c, const char *name,
     sqlite3_stmt *s = st->stmt[S_COLL_SCAN + c];
     mom_store_msg_t m;
     sqlite3_int64 id;
-    uint64_t next;
     int rc;
 
-    rc = mom_store_coll_row(st, c, name, &next, &id);
+    rc = mom_store_coll_id(st, c, name, &id);
     if (rc != MOM_STORE_OK || after >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
         return rc == MOM_STORE_ERROR ? rc : MOM_STORE_OK; /* nothing */
     }
@@ -664,10 +679,9 @@ mom_store_coll_remove(mom_store_t *st, mom_coll_t c, const char *name,
 {
     sqlite3_stmt *s = st->stmt[S_COLL_REMOVE_MSG + c];
     sqlite3_int64 id;
-    uint64_t next;
     int rc;
 
-    rc = mom_store_coll_row(st, c, name, &next, &id);
+    rc = mom_store_coll_id(st, c, name, &id);
     if (rc != MOM_STORE_OK || seq >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
         return rc == MOM_STORE_ERROR ? rc : MOM_STORE_NOT_FOUND;
     }
@@ -849,10 +863,9 @@ mom_store_msg_restore(mom_store_t *st, mom_coll_t c, const char *name,
 {
     sqlite3_stmt *s = st->stmt[S_COLL_INSERT_MSG + c];
     sqlite3_int64 id;
-    uint64_t next;
 
     /* Restored after its collection (mom_store_coll_restore). */
-    if (mom_store_coll_row(st, c, name, &next, &id) != MOM_STORE_OK ||
+    if (mom_store_coll_id(st, c, name, &id) != MOM_STORE_OK ||
         m->seq >= (uint64_t)MOM_STORE_SEQ_LIMIT) {
         mom_log_error("sqlite: restoring a message of %s", name);
         return MOM_STORE_ERROR;

@@ -39,7 +39,8 @@ enum {
     /* per collection: base + MOM_TOPIC or MOM_QUEUE */
     S_COLL_CREATE,
     S_COLL_GET = S_COLL_CREATE + 2,
-    S_COLL_NEXT_ID = S_COLL_GET + 2,
+    S_COLL_ID = S_COLL_GET + 2,
+    S_COLL_NEXT_ID = S_COLL_ID + 2,
     S_COLL_FREE_ID = S_COLL_NEXT_ID + 2,
     S_COLL_DELETE = S_COLL_FREE_ID + 2,
     S_COLL_DELETE_MSGS = S_COLL_DELETE + 2,
@@ -100,6 +101,9 @@ int mom_store_fail(mom_store_t *st, const char *what);
 int mom_store_exec_stmt(mom_store_t *st, sqlite3_stmt *s);
 /* Resets a statement and clears its bindings. */
 void mom_store_finish(sqlite3_stmt *s);
+/* Steps a query of one integer and finishes it: MOM_STORE_OK with *out,
+ * NOT_FOUND without a row, or ERROR. */
+int mom_store_get_int(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out);
 
 /* store_migrate.c: earlier versions' databases moved to the current
  * shape, and what is rebuilt at every open; an SQLite code, *msg from

@@ -19,23 +19,6 @@
 
 #include "store_int.h"
 
-/* Steps a query of one integer: MOM_STORE_OK with *out, or NOT_FOUND. */
-static int
-mom_store_get_int(mom_store_t *st, sqlite3_stmt *s, sqlite3_int64 *out)
-{
-    int rc = sqlite3_step(s);
-
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(s, 0);
-    }
-    mom_store_finish(s);
-    if (rc == SQLITE_ROW) {
-        return MOM_STORE_OK;
-    }
-    return rc == SQLITE_DONE ? MOM_STORE_NOT_FOUND
-                             : mom_store_fail(st, sqlite3_sql(s));
-}
-
 static uint32_t
 mom_store_newest_hash(uint32_t group, uint64_t producer)
 {
@@ -125,6 +108,16 @@ mom_store_newest(mom_store_t *st, uint32_t group, uint64_t producer,
     return MOM_STORE_OK;
 }
 
+/* Binds a result's key to ?1, ?2, ?3. */
+static void
+mom_store_bind_key(sqlite3_stmt *s, uint32_t group, uint64_t producer,
+                   uint64_t sequence)
+{
+    sqlite3_bind_int64(s, 1, group);
+    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
+    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+}
+
 void
 mom_store_results_free(mom_store_t *st)
 {
@@ -173,9 +166,7 @@ mom_store_dedup_get(mom_store_t *st, uint32_t group, uint64_t producer,
         return MOM_STORE_NOT_FOUND;
     }
 
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+    mom_store_bind_key(s, group, producer, sequence);
     rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
         *status = (unsigned)sqlite3_column_int(s, 0);
@@ -201,26 +192,20 @@ mom_store_results_insert(mom_store_t *st, uint32_t group, uint64_t producer,
 
     if (!fresh) {
         s = st->stmt[S_DEDUP_UNPUT];
-        sqlite3_bind_int64(s, 1, group);
-        sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-        sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+        mom_store_bind_key(s, group, producer, sequence);
         if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
             return MOM_STORE_ERROR;
         }
     }
     s = st->stmt[S_DEDUP_PUT];
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+    mom_store_bind_key(s, group, producer, sequence);
     sqlite3_bind_int(s, 4, (int)status);
     sqlite3_bind_blob(s, 5, len ? body : "", (int)len, SQLITE_STATIC);
     if (mom_store_exec_stmt(st, s) != MOM_STORE_OK) {
         return MOM_STORE_ERROR;
     }
     s = st->stmt[S_DEDUP_PUT_KEY];
-    sqlite3_bind_int64(s, 1, group);
-    sqlite3_bind_int64(s, 2, (sqlite3_int64)producer);
-    sqlite3_bind_int64(s, 3, (sqlite3_int64)sequence);
+    mom_store_bind_key(s, group, producer, sequence);
     sqlite3_bind_int64(s, 4, sqlite3_last_insert_rowid(st->db));
     return mom_store_exec_stmt(st, s);
 }

@@ -115,6 +115,21 @@ collect(void *data, const mom_store_msg_t *m)
     return 0;
 }
 
+/* One integer from a query on the store's connection. */
+static inline sqlite3_int64
+query_int(fixture_t *f, const char *sql)
+{
+    sqlite3_stmt *s;
+    sqlite3_int64 v;
+
+    assert_int_equal(
+        sqlite3_prepare_v2(mom_store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
 /* Topics and their messages as versions before positions kept them. */
 #define STORE_OLD_TOPICS_SQL                                                   \
     "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"         \

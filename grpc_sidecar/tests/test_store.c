@@ -629,20 +629,13 @@ test_name_validation(void **state)
 static int
 main_has_table(fixture_t *f, const char *name)
 {
-    sqlite3_stmt *s;
-    int found;
+    char sql[160];
 
-    assert_int_equal(
-        sqlite3_prepare_v2(mom_store_db(f->st),
-                           "SELECT count(*) FROM main.sqlite_master "
-                           "WHERE type = 'table' AND name = ?1",
-                           -1, &s, NULL),
-        SQLITE_OK);
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    found = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
-    return found;
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM main.sqlite_master "
+             "WHERE type = 'table' AND name = '%s'",
+             name);
+    return (int)query_int(f, sql);
 }
 
 /* Each (group, producer)'s newest sequence, the pruning's input, as

@@ -14,21 +14,6 @@
 
 #include "store_fixture.h"
 
-/* One integer from a query on the store's connection. */
-static sqlite3_int64
-query_int(fixture_t *f, const char *sql)
-{
-    sqlite3_stmt *s;
-    sqlite3_int64 v;
-
-    assert_int_equal(sqlite3_prepare_v2(mom_store_db(f->st), sql, -1, &s, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
-}
-
 static int
 scan_into(fixture_t *f, mom_coll_t kind, const char *name, uint64_t after,
           collected_t *c)
@@ -178,6 +163,28 @@ test_positions_old_database(void **state)
     }
 }
 
+/* A sequence number past the position's 40 bits is refused, not wrapped
+ * into the next collection's range. */
+static void
+test_positions_full(void **state)
+{
+    fixture_t *f = *state;
+    uint64_t seq = 0;
+
+    apply(f, MOM__COMMAND_OP__CMD_CREATE_TOPIC, "full", "alice", NULL);
+    assert_int_equal(sqlite3_exec(mom_store_db(f->st),
+                                  "UPDATE topics SET next_offset = 1 << 40 "
+                                  "WHERE name = 'full'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    assert_int_equal(mom_store_begin(f->st), MOM_STORE_OK);
+    assert_int_equal(mom_store_coll_append(f->st, MOM_TOPIC, "full", "alice",
+                                           "x", 1, 5, &seq),
+                     MOM_STORE_ERROR);
+    mom_store_rollback(f->st);
+    assert_int_equal(query_int(f, "SELECT count(*) FROM topic_messages"), 0);
+}
+
 static int
 topic_row_next(void *data, const mom_store_row_t *row)
 {
@@ -241,6 +248,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_positions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions_free_id, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_positions_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_positions_old_database, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_topic_next_follows_messages, setup,
