@@ -184,10 +184,10 @@ store_upgrade_log(sqlite3 *db, char **err)
     sqlite3_stmt *q = NULL;
     int keyed, rc;
 
-    rc = sqlite3_prepare_v2(
-        db, "SELECT count(*) FROM pragma_table_info('raft_log')"
-            " WHERE name = 'key'",
-        -1, &q, NULL);
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT count(*) FROM pragma_table_info('raft_log')"
+                            " WHERE name = 'key'",
+                            -1, &q, NULL);
     if (rc != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
         sqlite3_finalize(q);
         *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));

@@ -40,9 +40,9 @@ collect(void *arg, uint64_t index, uint64_t term, int type, const void *data,
     size_t used = strlen(seen->text);
 
     (void)type;
-    snprintf(seen->text + used, sizeof(seen->text) - used,
-             "%llu:%llu:%.*s ", (unsigned long long)index,
-             (unsigned long long)term, (int)len, (const char *)data);
+    snprintf(seen->text + used, sizeof(seen->text) - used, "%llu:%llu:%.*s ",
+             (unsigned long long)index, (unsigned long long)term, (int)len,
+             (const char *)data);
     seen->n++;
     return 0;
 }
@@ -158,8 +158,7 @@ test_groups_share_the_log(void **state)
     }
     mom_raft_store_commit(f->s);
 
-    assert_string_equal(read_group(f, 0, 2, 4, &seen),
-                        "2:7:a2 3:7:a3 4:7:a4 ");
+    assert_string_equal(read_group(f, 0, 2, 4, &seen), "2:7:a2 3:7:a3 4:7:a4 ");
     assert_string_equal(read_group(f, 1, 1, UINT64_MAX, &seen),
                         "3:7:b1 4:7:b2 5:7:b3 6:7:b4 7:7:b5 8:7:b6 ");
     assert_string_equal(read_group(f, 65535, 6, 6, &seen), "6:7:c6 ");
@@ -220,13 +219,14 @@ test_old_log_upgraded(void **state)
     fixture_t *f = *state;
     seen_t seen;
 
-    exec_ok(f->db,
-            "CREATE TABLE raft_log("
-            " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
-            " type INTEGER NOT NULL, data BLOB NOT NULL,"
-            " PRIMARY KEY (grp, idx)) WITHOUT ROWID;"
-            "INSERT INTO raft_log VALUES (0, 9, 2, 1, 'x9'), (0, 10, 3, 1, 'x10'),"
-            " (4, 1, 1, 3, 'conf'), (4, 2, 1, 1, 'y2'), (70, 9, 2, 1, 'z9');");
+    exec_ok(
+        f->db,
+        "CREATE TABLE raft_log("
+        " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
+        " type INTEGER NOT NULL, data BLOB NOT NULL,"
+        " PRIMARY KEY (grp, idx)) WITHOUT ROWID;"
+        "INSERT INTO raft_log VALUES (0, 9, 2, 1, 'x9'), (0, 10, 3, 1, 'x10'),"
+        " (4, 1, 1, 3, 'conf'), (4, 2, 1, 1, 'y2'), (70, 9, 2, 1, 'z9');");
     open_store(f);
     assert_string_equal(read_group(f, 0, 1, UINT64_MAX, &seen),
                         "9:2:x9 10:3:x10 ");
@@ -258,8 +258,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_groups_share_the_log, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_index_bounds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_old_log_upgraded, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_old_log_upgraded, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
