@@ -600,6 +600,7 @@ mom_commit_new(uv_loop_t *loop, mom_store_t *st, const mom_conf_t *conf,
     mom_raft_options_default(&opt);
     opt.snapshot_threshold = conf->snapshot_threshold;
     opt.snapshot_trailing = conf->snapshot_trailing;
+    opt.snapshot_trailing_bytes = conf->snapshot_trailing_bytes;
     opt.seed = (uint64_t)uv_hrtime();
     if (c->parts == NULL || c->installed == NULL) {
         mom_commit_abandon(c);

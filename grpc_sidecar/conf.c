@@ -29,6 +29,7 @@ mom_conf_defaults(mom_conf_t *conf)
     conf->replicas = 3;
     conf->snapshot_threshold = 1024;
     conf->snapshot_trailing = 128;
+    conf->snapshot_trailing_bytes = 4 * 1024 * 1024;
 }
 
 void
@@ -200,6 +201,10 @@ mom_conf_set(mom_conf_t *conf, const char *key, char *value)
     }
     if (strcmp(key, "snapshot_trailing") == 0) {
         return mom_conf_uint(value, 0, 100000000, &conf->snapshot_trailing);
+    }
+    if (strcmp(key, "snapshot_trailing_bytes") == 0) {
+        return mom_conf_uint(value, 0, 1024 * 1024 * 1024,
+                             &conf->snapshot_trailing_bytes);
     }
     return -2;
 }

@@ -81,12 +81,21 @@ typedef struct {
     void (*sync_start)(void *ctx);
 } mom_raft_callbacks_t;
 
+/* The most entries snapshot_trailing_bytes keeps behind a snapshot (small
+ * entries would otherwise hold many in memory). */
+#define MOM_RAFT_TRAILING_MAX 65536
+
 typedef struct {
     unsigned election_timeout_ms; /* base, randomized to 1x..2x */
     unsigned heartbeat_timeout_ms;
     unsigned install_snapshot_timeout_ms; /* leader retries after this */
     unsigned snapshot_threshold; /* applied entries between snapshots */
     unsigned snapshot_trailing;  /* entries kept behind a snapshot */
+    /* More entries kept behind a snapshot while their data fit in this
+     * many bytes (0: snapshot_trailing alone), up to MOM_RAFT_TRAILING_MAX:
+     * a follower that much behind catches up from the log, not from a
+     * copy of the whole partition. */
+    size_t snapshot_trailing_bytes;
     unsigned max_inflight_entries;
     /* Entry data per AppendEntries message (0: no limit); a single larger
      * entry still goes alone. Keep it under the transport's frame limit. */

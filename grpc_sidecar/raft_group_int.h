@@ -106,6 +106,10 @@ struct mom_raft_group_s {
     uint64_t applied_term;
     uint64_t sm_applied; /* the state machine's applied index, per flush */
     uint64_t snap_index;
+    /* Entries applied since the last snapshot taken, and their bytes: the
+     * size of what snapshot_trailing_bytes keeps. */
+    uint64_t snap_entries, snap_bytes;
+    unsigned snap_trailing; /* entries kept behind the snapshot taken */
     uint8_t *conf; /* configuration committed as of `applied`, encoded */
     size_t conf_len;
     uint64_t conf_index;

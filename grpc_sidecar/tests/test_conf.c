@@ -39,6 +39,7 @@ test_defaults_and_keys(void **state)
     assert_int_equal(c.replicas, 3);
     assert_int_equal(c.snapshot_threshold, 1024);
     assert_int_equal(c.snapshot_trailing, 128);
+    assert_int_equal(c.snapshot_trailing_bytes, 4194304);
     assert_int_equal(c.n_members, 0);
     mom_conf_free(&c);
 
@@ -51,7 +52,8 @@ test_defaults_and_keys(void **state)
                        "heartbeat_ms = 500\nlog_level = debug\n"
                        "member = 1 127.0.0.1:7001 127.0.0.1:8001\n"
                        "member = 2  127.0.0.1:7002\t127.0.0.1:8002\n"
-                       "partitions = 16\nreplicas = 2\n",
+                       "partitions = 16\nreplicas = 2\n"
+                       "snapshot_trailing_bytes = 0\n",
                        err, sizeof(err)),
         0);
     assert_int_equal(c.node_id, 2);
@@ -67,6 +69,7 @@ test_defaults_and_keys(void **state)
     assert_string_equal(c.members[1].rest_addr, "127.0.0.1:8002");
     assert_int_equal(c.partitions, 16);
     assert_int_equal(c.replicas, 2);
+    assert_int_equal(c.snapshot_trailing_bytes, 0);
     mom_conf_free(&c);
 }
 

@@ -436,6 +436,7 @@ test_follower_catches_up_from_snapshot(void **state)
     sim_init(&s, 3, 1, 31);
     s.opt.snapshot_threshold = 64;
     s.opt.snapshot_trailing = 16;
+    s.opt.snapshot_trailing_bytes = 0; /* the count alone */
     s.opt.install_snapshot_timeout_ms = 500;
     sim_start(&s);
     l = sim_wait_leader(&s, 0, 0, 10 * SEC);
@@ -461,6 +462,54 @@ test_follower_catches_up_from_snapshot(void **state)
     sim_restart(&s, f);
     sim_run(&s, 3 * SEC);
     assert_int_equal(sim_check_same(&s, 0), n + 100);
+    check_no_stale_applies(&s);
+    free(r);
+    sim_destroy(&s);
+}
+
+/* With snapshot_trailing_bytes, a follower that missed more entries than
+ * snapshot_trailing (but fewer bytes than the budget) catches up from the
+ * leader's log, compacted meanwhile, without a snapshot. The test above
+ * (the count alone) needs one for such a gap. */
+static void
+test_follower_far_behind_catches_up_from_log(void **state)
+{
+    sim_t s;
+    size_t before = 3000, n = 1000; /* entries of 16 bytes */
+    sim_req_t *r = reqs_new(before + n, 0, 1);
+    uint64_t l, f;
+
+    (void)state;
+    sim_init(&s, 3, 1, 31);
+    s.opt.snapshot_threshold = 64;
+    s.opt.snapshot_trailing = 16;
+    s.opt.snapshot_trailing_bytes = 1500 * 16; /* ~1,500 entries */
+    s.opt.install_snapshot_timeout_ms = 500;
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    f = other_than(&s, l, 0);
+    submit_all(&s, l, r, before, 50, 5);
+    assert_int_equal(settle(&s, r, before, 10 * SEC), before);
+    sim_run(&s, 100);
+    sim_crash(&s, f);
+    submit_all(&s, l, r + before, n, 50, 5);
+    assert_int_equal(settle(&s, r + before, n, 10 * SEC), n);
+    /* The log was compacted behind its snapshots, to fewer entries than
+     * all but more than the gap. */
+    assert_true(sim_query(&s.nodes[l - 1],
+                          "SELECT min(idx) FROM raft_log WHERE grp = ?1",
+                          0) > before / 2);
+    assert_true(sim_query(&s.nodes[l - 1],
+                          "SELECT min(idx) FROM raft_log WHERE grp = ?1",
+                          0) < before - 16);
+
+    sim_restart(&s, f);
+    sim_run(&s, 3 * SEC);
+    assert_int_equal(sim_check_same(&s, 0), before + n);
+    assert_int_equal(s.nodes[f - 1].restores, 0);
+    assert_int_equal(mom_raft_stats(s.nodes[f - 1].raft)->snapshots_installed,
+                     0);
+    assert_int_equal(mom_raft_stats(s.nodes[l - 1].raft)->snapshots_sent, 0);
     check_no_stale_applies(&s);
     free(r);
     sim_destroy(&s);
@@ -559,6 +608,7 @@ test_whole_cluster_restart(void **state)
     sim_init(&s, 3, 1, 61);
     s.opt.snapshot_threshold = 128;
     s.opt.snapshot_trailing = 32;
+    s.opt.snapshot_trailing_bytes = 0; /* the count alone */
     sim_start(&s);
     l = sim_wait_leader(&s, 0, 0, 10 * SEC);
     submit_all(&s, l, r, n, 30, 3);
@@ -594,6 +644,7 @@ test_lossy_network(void **state)
     s.delay_max = 20;
     s.opt.snapshot_threshold = 100;
     s.opt.snapshot_trailing = 10;
+    s.opt.snapshot_trailing_bytes = 0; /* the count alone */
     s.opt.install_snapshot_timeout_ms = 500;
     sim_start(&s);
     l = sim_wait_leader(&s, 0, 0, 30 * SEC);
@@ -676,6 +727,7 @@ chaos(unsigned sync_ms)
     s.delay_max = 15;
     s.opt.snapshot_threshold = 50;
     s.opt.snapshot_trailing = 10;
+    s.opt.snapshot_trailing_bytes = 0; /* the count alone */
     s.opt.install_snapshot_timeout_ms = 300;
     sim_start(&s);
     for (round = 0; round < ROUNDS; round++) {
@@ -970,6 +1022,7 @@ main(void)
         cmocka_unit_test(test_minority_never_commits),
         cmocka_unit_test(test_follower_restart_catches_up_from_log),
         cmocka_unit_test(test_follower_catches_up_from_snapshot),
+        cmocka_unit_test(test_follower_far_behind_catches_up_from_log),
         cmocka_unit_test(test_many_groups_group_commit),
         cmocka_unit_test(test_aborted_on_leadership_loss),
         cmocka_unit_test(test_whole_cluster_restart),
