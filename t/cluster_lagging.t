@@ -41,15 +41,10 @@ ok($ok, '60 messages published while node 3 is stopped');
 sleep 2.5;    # past the Raft calls' deadline, as in t/cluster_snapshot.t
 $t->resume_momd(3);
 
-my (@seen, $end);
-while (@seen < 60) {
-    my $b = $sub->next_block(timeout => 10) // last;
-    if (($b->{event} // '') eq 'end') { $end = $b; last }
-    push @seen, $b if defined $b->{id};
-}
+my ($seen, $end) = $sub->events_until_end(60);
 ok(!$end, 'the stream on node 3 goes on')
     or diag("ended: " . ($end->{data} // ''));
-is_deeply([map { $_->{id} } @seen], [1 .. 60],
+is_deeply([map { $_->{id} } @$seen], [1 .. 60],
           'every message once, in order, from node 3');
 $sub->disconnect;
 

@@ -125,12 +125,8 @@ for my $i (1 .. 60) {
 }
 sleep 2.5;    # past the Raft calls' deadline: the leaders give up on it
 $t->resume_momd(3);
-my (@seen, $end);
-while (@seen < 60) {
-    my $b = $sub->next_block(timeout => 10) // last;
-    if (($b->{event} // '') eq 'end') { $end = $b; last }
-    push @seen, $b if defined $b->{id};
-}
+my ($seen, $end) = $sub->events_until_end(60);
+my @seen = @$seen;
 is($end && $end->{json} && $end->{json}{reason}, 'subscriber too slow',
    'the stream ends after the snapshot install');
 $sub->disconnect;

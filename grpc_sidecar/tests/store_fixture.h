@@ -1,9 +1,9 @@
 /*
  * The fixture of the store's unit tests (test_store.c,
- * test_store_positions.c, test_store_results.c): a store on a real SQLite file in a temporary
- * directory, commands applied through the state machine one transaction
- * each, messages collected from scans, databases of earlier versions made
- * by SQL. Header-only: include after cmocka.h.
+ * test_store_positions.c, test_store_results.c): a store on a real SQLite file
+ * in a temporary directory, commands applied through the state machine one
+ * transaction each, messages collected from scans, databases of earlier
+ * versions made by SQL. Header-only: include after cmocka.h.
  */
 #ifndef MOM_TEST_STORE_FIXTURE_H
 #define MOM_TEST_STORE_FIXTURE_H
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sm.h"
+#include "sql_query.h"
 #include "store.h"
 
 typedef struct {
@@ -119,15 +120,7 @@ collect(void *data, const mom_store_msg_t *m)
 static inline sqlite3_int64
 query_int(fixture_t *f, const char *sql)
 {
-    sqlite3_stmt *s;
-    sqlite3_int64 v;
-
-    assert_int_equal(
-        sqlite3_prepare_v2(mom_store_db(f->st), sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
+    return db_query_int(mom_store_db(f->st), sql);
 }
 
 /* Topics and their messages as versions before positions kept them. */
@@ -135,7 +128,7 @@ query_int(fixture_t *f, const char *sql)
     "CREATE TABLE topics (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"         \
     "  next_offset INTEGER NOT NULL) WITHOUT ROWID;"                           \
     "CREATE TABLE topic_messages (topic TEXT NOT NULL,"                        \
-    "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"                      \
+    "  \"offset\" INTEGER NOT NULL, sender TEXT NOT NULL,"                     \
     "  content BLOB NOT NULL, ts_ms INTEGER NOT NULL,"                         \
     "  PRIMARY KEY (topic, \"offset\"));"
 

@@ -5,6 +5,7 @@
  */
 #include "raft_sim.h"
 #include "raft_store.h"
+#include "sql_query.h"
 #include "wal_vfs.h"
 
 #define SEC 1000
@@ -845,19 +846,6 @@ test_syncs_off_loop(void **state)
     sim_destroy(&s);
 }
 
-static int64_t
-query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
 /* A one-node cluster is a group of one: leader at start, commits alone,
  * and never writes its entries (a snapshot row stands for them). */
 static void
@@ -877,12 +865,13 @@ test_single_node(void **state)
     assert_int_equal(settle(&s, r, n, SEC), n);
     assert_true(mom_raft_stats(s.nodes[0].raft)->elided_flushes > 0);
     assert_int_equal(
-        query_int(s.nodes[0].db, "SELECT count(*) FROM raft_log WHERE grp = 0"),
+        db_query_int(s.nodes[0].db,
+                     "SELECT count(*) FROM raft_log WHERE grp = 0"),
         0);
     /* A snapshot row at the last index: the bootstrap entry and every
      * command. */
-    assert_int_equal(query_int(s.nodes[0].db, "SELECT snap_idx FROM "
-                                              "raft_state WHERE grp = 0"),
+    assert_int_equal(db_query_int(s.nodes[0].db, "SELECT snap_idx FROM "
+                                                 "raft_state WHERE grp = 0"),
                      n + 1);
     sim_crash(&s, 1);
     sim_restart(&s, 1);
@@ -898,7 +887,7 @@ test_single_node(void **state)
 static int
 sync_level(sqlite3 *db)
 {
-    return (int)query_int(db, "PRAGMA synchronous");
+    return (int)db_query_int(db, "PRAGMA synchronous");
 }
 
 /* Commits a transaction (durable or not) and returns how many WAL syncs

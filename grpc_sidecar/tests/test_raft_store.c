@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "raft_store.h"
+#include "sql_query.h"
 
 typedef struct {
     char dir[64];
@@ -57,34 +58,11 @@ read_group(fixture_t *f, uint32_t grp, uint64_t first, uint64_t last,
     return seen->text;
 }
 
-static int64_t
-query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *st;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
-}
-
-static void
-exec_ok(sqlite3 *db, const char *sql)
-{
-    char *err = NULL;
-
-    if (sqlite3_exec(db, sql, NULL, NULL, &err) != SQLITE_OK) {
-        fail_msg("%s: %s", sql, err);
-    }
-}
-
 static void
 open_db(fixture_t *f)
 {
     assert_int_equal(sqlite3_open(f->path, &f->db), SQLITE_OK);
-    exec_ok(f->db, "PRAGMA journal_mode = WAL");
+    db_exec_ok(f->db, "PRAGMA journal_mode = WAL");
 }
 
 static void
@@ -178,8 +156,8 @@ test_groups_share_the_log(void **state)
     assert_string_equal(read_group(f, 65535, 1, UINT64_MAX, &seen),
                         "2:7:c2 3:7:c3 4:7:c4 5:7:c5 6:7:c6 ");
     /* The virtual columns name what the key holds. */
-    assert_int_equal(query_int(f->db, "SELECT count(*) FROM raft_log"
-                                      " WHERE grp = 65535 AND idx >= 5"),
+    assert_int_equal(db_query_int(f->db, "SELECT count(*) FROM raft_log"
+                                         " WHERE grp = 65535 AND idx >= 5"),
                      2);
 
     /* Survives a reopen. */
@@ -208,7 +186,7 @@ test_index_bounds(void **state)
     assert_string_equal(read_group(f, 3, top + 1, UINT64_MAX, &seen), "");
     assert_string_equal(read_group(f, 3, 2, 1, &seen), "");
     assert_int_equal(
-        query_int(f->db, "SELECT count(*) FROM raft_log WHERE grp = 3"), 2);
+        db_query_int(f->db, "SELECT count(*) FROM raft_log WHERE grp = 3"), 2);
 }
 
 /* A log written by earlier versions: rewritten at open, entries intact,
@@ -219,7 +197,7 @@ test_old_log_upgraded(void **state)
     fixture_t *f = *state;
     seen_t seen;
 
-    exec_ok(
+    db_exec_ok(
         f->db,
         "CREATE TABLE raft_log("
         " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
@@ -233,22 +211,22 @@ test_old_log_upgraded(void **state)
     assert_string_equal(read_group(f, 4, 1, UINT64_MAX, &seen),
                         "1:1:conf 2:1:y2 ");
     assert_string_equal(read_group(f, 70, 9, 9, &seen), "9:2:z9 ");
-    assert_int_equal(query_int(f->db, "SELECT count(*) FROM sqlite_master"
-                                      " WHERE name LIKE 'raft_log%'"),
+    assert_int_equal(db_query_int(f->db, "SELECT count(*) FROM sqlite_master"
+                                         " WHERE name LIKE 'raft_log%'"),
                      1);
-    assert_int_equal(query_int(f->db, "SELECT count(*) FROM"
-                                      " pragma_table_info('raft_log')"
-                                      " WHERE name = 'key'"),
+    assert_int_equal(db_query_int(f->db, "SELECT count(*) FROM"
+                                         " pragma_table_info('raft_log')"
+                                         " WHERE name = 'key'"),
                      1);
-    assert_int_equal(query_int(f->db, "SELECT key FROM raft_log"
-                                      " WHERE grp = 70"),
+    assert_int_equal(db_query_int(f->db, "SELECT key FROM raft_log"
+                                         " WHERE grp = 70"),
                      9 << 16 | 70);
 
     close_all(f);
     open_db(f);
     open_store(f);
     assert_string_equal(read_group(f, 0, 10, 10, &seen), "10:3:x10 ");
-    assert_int_equal(query_int(f->db, "SELECT count(*) FROM raft_log"), 5);
+    assert_int_equal(db_query_int(f->db, "SELECT count(*) FROM raft_log"), 5);
 }
 
 int

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <sqlite3.h>
 
+#include "sql_query.h"
 #include "wal_vfs.h"
 
 typedef struct {
@@ -63,30 +64,6 @@ db_open(const char *path, const char *vfs)
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     return db;
-}
-
-static void
-exec_ok(sqlite3 *db, const char *sql)
-{
-    char *msg = NULL;
-    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
-
-    if (rc != SQLITE_OK) {
-        fail_msg("%s: %s", sql, msg ? msg : "?");
-    }
-}
-
-static int64_t
-query_int(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *s;
-    int64_t v;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &s, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-    v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    return v;
 }
 
 static void
@@ -162,14 +139,14 @@ test_commit_coalesced_and_read_back(void **state)
     (void)state;
     tmp_db_make(&t);
     db = db_open(t.path, MOM_WAL_VFS_NAME);
-    exec_ok(db, "PRAGMA wal_autocheckpoint = 0");
+    db_exec_ok(db, "PRAGMA wal_autocheckpoint = 0");
     other = db_open(t.path, NULL);
-    assert_int_equal(query_int(other, "SELECT count(*) FROM t"), 0);
+    assert_int_equal(db_query_int(other, "SELECT count(*) FROM t"), 0);
 
     before = mom_wal_vfs_writes();
-    exec_ok(db, "BEGIN IMMEDIATE");
+    db_exec_ok(db, "BEGIN IMMEDIATE");
     insert_rows(db, 0, 40, 1000); /* about 12 pages: 25 SQLite writes */
-    exec_ok(db, "COMMIT");
+    db_exec_ok(db, "COMMIT");
     assert_int_equal(mom_wal_vfs_writes() - before, 1);
 
     /* The other connection reads the WAL file itself. */
@@ -178,21 +155,21 @@ test_commit_coalesced_and_read_back(void **state)
 
     before = mom_wal_vfs_writes();
     for (int i = 0; i < 10; i++) {
-        exec_ok(db, "BEGIN IMMEDIATE");
+        db_exec_ok(db, "BEGIN IMMEDIATE");
         insert_rows(db, 40 + i * 4, 4, 1000);
-        exec_ok(db, "COMMIT");
+        db_exec_ok(db, "COMMIT");
         assert_rows(other, 44 + i * 4, 1000);
     }
     assert_int_equal(mom_wal_vfs_writes() - before, 10);
 
     /* The other connection writes, this one reads and writes on. */
-    exec_ok(other, "DELETE FROM t WHERE k >= 60");
+    db_exec_ok(other, "DELETE FROM t WHERE k >= 60");
     assert_rows(db, 60, 1000);
     insert_rows(db, 60, 5, 1000);
     assert_rows(other, 65, 1000);
 
     /* A checkpoint reads the frames back; a restarted WAL works too. */
-    exec_ok(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+    db_exec_ok(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     insert_rows(db, 65, 5, 1000);
     assert_rows(other, 70, 1000);
     assert_intact(db);
@@ -217,19 +194,19 @@ test_spilling_transaction(void **state)
     (void)state;
     tmp_db_make(&t);
     db = db_open(t.path, MOM_WAL_VFS_NAME);
-    exec_ok(db, "PRAGMA cache_size = 10");
+    db_exec_ok(db, "PRAGMA cache_size = 10");
     other = db_open(t.path, NULL);
 
-    exec_ok(db, "BEGIN IMMEDIATE");
+    db_exec_ok(db, "BEGIN IMMEDIATE");
     insert_rows(db, 0, 3000, 700);
     insert_rows(db, 0, 3000, 700); /* the same pages again */
-    assert_int_equal(query_int(other, "SELECT count(*) FROM t"), 0);
-    exec_ok(db, "COMMIT");
+    assert_int_equal(db_query_int(other, "SELECT count(*) FROM t"), 0);
+    db_exec_ok(db, "COMMIT");
     assert_rows(other, 3000, 700);
 
-    exec_ok(db, "BEGIN IMMEDIATE");
+    db_exec_ok(db, "BEGIN IMMEDIATE");
     insert_rows(db, 3000, 500, 700);
-    exec_ok(db, "ROLLBACK");
+    db_exec_ok(db, "ROLLBACK");
     assert_rows(db, 3000, 700);
     assert_rows(other, 3000, 700);
     assert_intact(other);
@@ -265,16 +242,16 @@ test_killed_process_keeps_commits(void **state)
     if (pid == 0) {
         close(fds[0]);
         db = db_open(t.path, MOM_WAL_VFS_NAME);
-        exec_ok(db, "PRAGMA cache_size = 20");
+        db_exec_ok(db, "PRAGMA cache_size = 20");
         for (int32_t i = 0;; i++) {
-            exec_ok(db, "BEGIN IMMEDIATE");
+            db_exec_ok(db, "BEGIN IMMEDIATE");
             insert_rows(db, i * 4, 4, 1500);
             if (i % 7 == 3) {
                 /* uncommitted pages spilled to the WAL, then dropped */
                 insert_rows(db, 1000000, 200, 1500);
-                exec_ok(db, "DELETE FROM t WHERE k >= 1000000");
+                db_exec_ok(db, "DELETE FROM t WHERE k >= 1000000");
             }
-            exec_ok(db, "COMMIT");
+            db_exec_ok(db, "COMMIT");
             if (write(fds[1], &i, sizeof(i)) != sizeof(i)) {
                 _exit(1);
             }
@@ -299,11 +276,11 @@ test_killed_process_keeps_commits(void **state)
 
     db = db_open(t.path, MOM_WAL_VFS_NAME);
     assert_intact(db);
-    n = query_int(db, "SELECT count(*) FROM t");
+    n = db_query_int(db, "SELECT count(*) FROM t");
     assert_true(n >= (int64_t)(done + 1) * 4);
     assert_int_equal(n % 4, 0);
-    assert_int_equal(query_int(db, "SELECT count(*) FROM t WHERE k >= 1000000"),
-                     0);
+    assert_int_equal(
+        db_query_int(db, "SELECT count(*) FROM t WHERE k >= 1000000"), 0);
     assert_rows(db, (int)n, 1500);
     sqlite3_close(db);
     tmp_db_remove(&t);
@@ -336,15 +313,15 @@ test_killed_after_commit(void **state)
         close(report[0]);
         close(hold[1]);
         db = db_open(t.path, MOM_WAL_VFS_NAME);
-        exec_ok(db, "PRAGMA cache_size = 20");
+        db_exec_ok(db, "PRAGMA cache_size = 20");
         for (int i = 0; i < 20; i++) {
-            exec_ok(db, "BEGIN IMMEDIATE");
+            db_exec_ok(db, "BEGIN IMMEDIATE");
             insert_rows(db, i * 4, 4, 1500);
             if (i == 19) {
                 insert_rows(db, 1000000, 300, 1500);
-                exec_ok(db, "DELETE FROM t WHERE k >= 1000000");
+                db_exec_ok(db, "DELETE FROM t WHERE k >= 1000000");
             }
-            exec_ok(db, "COMMIT");
+            db_exec_ok(db, "COMMIT");
         }
         if (write(report[1], "r", 1) != 1 || read(hold[0], &c, 1) < 0) {
             _exit(1);

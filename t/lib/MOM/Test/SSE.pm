@@ -238,6 +238,20 @@ sub data_events {
     return @evs;
 }
 
+# events_until_end(n, timeout => s): up to n events with an id, stopping at
+# an `end` event; returns (the events, the end event or undef). Each block
+# waits up to the timeout.
+sub events_until_end {
+    my ($self, $n, %o) = @_;
+    my (@seen, $end);
+    while (@seen < $n) {
+        my $b = $self->next_block(timeout => $o{timeout} // 10) // last;
+        if (($b->{event} // '') eq 'end') { $end = $b; last }
+        push @seen, $b if defined $b->{id};
+    }
+    return (\@seen, $end);
+}
+
 # Non-data blocks skipped by next_data (retry, heartbeats).
 sub skipped { @{$_[0]{skipped} // []} }
 
