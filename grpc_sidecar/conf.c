@@ -29,7 +29,7 @@ mom_conf_defaults(mom_conf_t *conf)
     conf->replicas = 3;
     conf->snapshot_threshold = 1024;
     conf->snapshot_trailing = 128;
-    conf->snapshot_trailing_bytes = 4 * 1024 * 1024;
+    conf->snapshot_trailing_bytes = 64 * 1024 * 1024;
 }
 
 void

@@ -39,7 +39,8 @@ typedef struct {
     uint32_t replicas;
     uint32_t snapshot_threshold; /* Raft: applied entries between snapshots */
     uint32_t snapshot_trailing;  /* Raft: entries kept behind a snapshot */
-    uint32_t snapshot_trailing_bytes; /* Raft: or more, within these bytes */
+    uint32_t snapshot_trailing_bytes; /* Raft: or more, within these bytes
+                                         per node, shared by its groups */
 } mom_conf_t;
 
 /* Sets every key to its default (required keys stay NULL). */

@@ -43,7 +43,7 @@ mom_raft_options_default(mom_raft_options_t *o)
     o->install_snapshot_timeout_ms = 30000;
     o->snapshot_threshold = 1024;
     o->snapshot_trailing = 128;
-    o->snapshot_trailing_bytes = 4 * 1024 * 1024;
+    o->snapshot_trailing_bytes = 64 * 1024 * 1024;
     o->max_inflight_entries = 1024;
     o->max_message_bytes = 1024 * 1024;
     o->pre_vote = 1;

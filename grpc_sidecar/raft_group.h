@@ -92,9 +92,10 @@ typedef struct {
     unsigned snapshot_threshold; /* applied entries between snapshots */
     unsigned snapshot_trailing;  /* entries kept behind a snapshot */
     /* More entries kept behind a snapshot while their data fit in this
-     * many bytes (0: snapshot_trailing alone), up to MOM_RAFT_TRAILING_MAX:
-     * a follower that much behind catches up from the log, not from a
-     * copy of the whole partition. */
+     * many bytes per node, shared evenly by its groups (0:
+     * snapshot_trailing alone), up to MOM_RAFT_TRAILING_MAX per group: a
+     * follower that much behind catches up from the log, not from a copy
+     * of the whole partition. libraft keeps them in memory too. */
     size_t snapshot_trailing_bytes;
     unsigned max_inflight_entries;
     /* Entry data per AppendEntries message (0: no limit); a single larger

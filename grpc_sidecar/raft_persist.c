@@ -612,22 +612,25 @@ save_applied_snapshot(mom_raft_group_t *g)
 
 /*
  * Entries to keep behind a snapshot: snapshot_trailing, or as many as fit
- * in snapshot_trailing_bytes at the mean size of those applied since the
- * last one. Under load 128 entries are ~20 ms of a busy partition: a
- * follower that paused longer (a slow fsync, a checkpoint, a restart)
- * would need the whole partition sent to it.
+ * in the group's share of snapshot_trailing_bytes at the mean size of
+ * those applied since the last one. Under load 128 entries are ~20 ms of a
+ * busy partition: a follower that paused longer (a slow fsync, a
+ * checkpoint, a restart) would need the whole partition sent to it. A sole
+ * voter has no follower to wait for.
  */
 static unsigned
-snapshot_trailing(const mom_raft_group_t *g)
+snapshot_trailing(mom_raft_group_t *g)
 {
     const mom_raft_options_t *o = &g->m->opt;
-    uint64_t mean, fit;
+    uint64_t mean, fit, share;
 
-    if (o->snapshot_trailing_bytes == 0 || g->snap_entries == 0) {
+    if (o->snapshot_trailing_bytes == 0 || g->snap_entries == 0 ||
+        mom_raft_group_sole_voter(g)) {
         return o->snapshot_trailing;
     }
+    share = o->snapshot_trailing_bytes / (g->m->n_groups ? g->m->n_groups : 1);
     mean = g->snap_bytes / g->snap_entries;
-    fit = o->snapshot_trailing_bytes / (mean > 0 ? mean : 1);
+    fit = share / (mean > 0 ? mean : 1);
     if (fit > MOM_RAFT_TRAILING_MAX) {
         fit = MOM_RAFT_TRAILING_MAX;
     }

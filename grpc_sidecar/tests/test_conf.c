@@ -39,7 +39,7 @@ test_defaults_and_keys(void **state)
     assert_int_equal(c.replicas, 3);
     assert_int_equal(c.snapshot_threshold, 1024);
     assert_int_equal(c.snapshot_trailing, 128);
-    assert_int_equal(c.snapshot_trailing_bytes, 4194304);
+    assert_int_equal(c.snapshot_trailing_bytes, 67108864);
     assert_int_equal(c.n_members, 0);
     mom_conf_free(&c);
 

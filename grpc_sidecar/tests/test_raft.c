@@ -469,9 +469,9 @@ test_follower_catches_up_from_snapshot(void **state)
 }
 
 /* With snapshot_trailing_bytes, a follower that missed more entries than
- * snapshot_trailing (but fewer bytes than the budget) catches up from the
- * leader's log, compacted meanwhile, without a snapshot. The test above
- * (the count alone) needs one for such a gap. */
+ * snapshot_trailing (but fewer bytes than its group's share of the node's
+ * budget) catches up from the leader's log, compacted meanwhile, without a
+ * snapshot. The test above (the count alone) needs one for such a gap. */
 static void
 test_follower_far_behind_catches_up_from_log(void **state)
 {
@@ -481,10 +481,11 @@ test_follower_far_behind_catches_up_from_log(void **state)
     uint64_t l, f;
 
     (void)state;
-    sim_init(&s, 3, 1, 31);
+    sim_init(&s, 3, 2, 31);
     s.opt.snapshot_threshold = 64;
     s.opt.snapshot_trailing = 16;
-    s.opt.snapshot_trailing_bytes = 1500 * 16; /* ~1,500 entries */
+    /* Shared by the node's two groups: ~1,500 entries each. */
+    s.opt.snapshot_trailing_bytes = 2 * 1500 * 16;
     s.opt.install_snapshot_timeout_ms = 500;
     sim_start(&s);
     l = sim_wait_leader(&s, 0, 0, 10 * SEC);
