@@ -34,40 +34,19 @@ static const char *const store_sql[ST_COUNT] = {
     " WHERE grp = ?1",
     "INSERT INTO raft_state(grp, term, vote) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (grp) DO UPDATE SET term = ?2, vote = ?3",
-    /* Keys and bounds come from log_key(). A range of keys holds every
-     * group's entries of those indexes: grp (?1) picks the group's. */
-    "INSERT OR REPLACE INTO raft_log(key, term, type, data)"
-    " VALUES (?1, ?2, ?3, ?4)",
-    "DELETE FROM raft_log WHERE key >= ?2 AND grp = ?1",
-    "DELETE FROM raft_log WHERE key <= ?2 AND grp = ?1",
+    "INSERT OR REPLACE INTO raft_log(grp, idx, term, type, data)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)",
+    "DELETE FROM raft_log WHERE grp = ?1 AND idx >= ?2",
+    "DELETE FROM raft_log WHERE grp = ?1 AND idx <= ?2",
     "SELECT idx, term, type, data FROM raft_log"
-    " WHERE key BETWEEN ?2 AND ?3 AND grp = ?1 ORDER BY key",
+    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
     /* Only configuration entries need their data at start. */
     "SELECT idx, term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
-    " WHERE key BETWEEN ?2 AND ?3 AND grp = ?1 ORDER BY key",
+    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
     "INSERT INTO raft_state(grp, term, vote, snap_idx, snap_term, conf_idx,"
     " conf) VALUES (?1, 0, 0, ?2, ?3, ?4, ?5) ON CONFLICT (grp) DO UPDATE"
     " SET snap_idx = ?2, snap_term = ?3, conf_idx = ?4, conf = ?5",
 };
-
-/*
- * The log is a rowid table keyed by index, then group: key = idx << 16 |
- * grp. A group's appends then go to the end of the table (its index is the
- * largest there, or close to it when several groups are busy), where SQLite
- * splits a full leaf by starting a new one; under a (grp, idx) key every
- * group but the last appended inside the b-tree, and each split rebalanced
- * three pages, which the next rounds wrote again. grp and idx are virtual
- * columns: nothing stored, there for the reader.
- */
-#define MOM_RAFT_LOG_COLUMNS                                                   \
-    " key INTEGER PRIMARY KEY, term INTEGER NOT NULL,"                         \
-    " type INTEGER NOT NULL, data BLOB NOT NULL,"                              \
-    " grp INTEGER AS (key & 65535), idx INTEGER AS (key >> 16)"
-
-/* Indexes from 2^47 on have no key (a group appending a million entries a
- * second reaches it after four years). */
-#define MOM_RAFT_LOG_INDEX_MAX ((UINT64_C(1) << 47) - 1)
-#define MOM_RAFT_LOG_GROUP_BITS 16
 
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS raft_state("
@@ -75,18 +54,10 @@ static const char store_schema[] =
     " snap_idx INTEGER NOT NULL DEFAULT 0,"
     " snap_term INTEGER NOT NULL DEFAULT 0,"
     " conf_idx INTEGER NOT NULL DEFAULT 0, conf BLOB);"
-    "CREATE TABLE IF NOT EXISTS raft_log(" MOM_RAFT_LOG_COLUMNS ");";
-
-/* A database of earlier versions keeps its log under a (grp, idx) key:
- * rewritten once, in one transaction. */
-static const char store_log_upgrade[] =
-    "BEGIN IMMEDIATE;"
-    "CREATE TABLE raft_log_keyed(" MOM_RAFT_LOG_COLUMNS ");"
-    "INSERT INTO raft_log_keyed(key, term, type, data)"
-    " SELECT idx << 16 | grp, term, type, data FROM raft_log ORDER BY idx, grp;"
-    "DROP TABLE raft_log;"
-    "ALTER TABLE raft_log_keyed RENAME TO raft_log;"
-    "COMMIT;";
+    "CREATE TABLE IF NOT EXISTS raft_log("
+    " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
+    " type INTEGER NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY (grp, idx)) WITHOUT ROWID;";
 
 struct mom_raft_store_s {
     sqlite3 *db;
@@ -165,46 +136,6 @@ column_dup(sqlite3_stmt *st, int i, size_t *len)
     return copy;
 }
 
-/* The key of a group's entry, or a bound of a key range (low: the range's
- * first key at `index`, else its last). */
-static sqlite3_int64
-log_key(uint32_t grp, uint64_t index, int low)
-{
-    if (index > MOM_RAFT_LOG_INDEX_MAX) {
-        index = MOM_RAFT_LOG_INDEX_MAX;
-    }
-    return (sqlite3_int64)(index << MOM_RAFT_LOG_GROUP_BITS |
-                           (low ? grp : (1u << MOM_RAFT_LOG_GROUP_BITS) - 1));
-}
-
-/* Rewrites a log kept under the (grp, idx) key of earlier versions. */
-static int
-store_upgrade_log(sqlite3 *db, char **err)
-{
-    sqlite3_stmt *q = NULL;
-    int keyed, rc;
-
-    rc = sqlite3_prepare_v2(db,
-                            "SELECT count(*) FROM pragma_table_info('raft_log')"
-                            " WHERE name = 'key'",
-                            -1, &q, NULL);
-    if (rc != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
-        *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
-        return SQLITE_ERROR;
-    }
-    keyed = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
-    if (keyed) {
-        return SQLITE_OK;
-    }
-    rc = sqlite3_exec(db, store_log_upgrade, NULL, NULL, err);
-    if (rc != SQLITE_OK && !sqlite3_get_autocommit(db)) {
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    }
-    return rc;
-}
-
 mom_raft_store_t *
 mom_raft_store_open(sqlite3 *db)
 {
@@ -217,8 +148,7 @@ mom_raft_store_open(sqlite3 *db)
         return NULL;
     }
     s->db = db;
-    if (sqlite3_exec(db, store_schema, NULL, NULL, &err) != SQLITE_OK ||
-        store_upgrade_log(db, &err) != SQLITE_OK) {
+    if (sqlite3_exec(db, store_schema, NULL, NULL, &err) != SQLITE_OK) {
         fprintf(stderr, "momd: raft storage: schema: %s\n", err);
         sqlite3_free(err);
         free(s);
@@ -375,13 +305,11 @@ mom_raft_store_append(mom_raft_store_t *s, uint32_t grp, uint64_t index,
 {
     sqlite3_stmt *st = s->st[ST_LOG_PUT];
 
-    if (index > MOM_RAFT_LOG_INDEX_MAX) {
-        store_fail(s, "raft index past 2^47", SQLITE_FULL);
-    }
-    sqlite3_bind_int64(st, 1, log_key(grp, index, 1));
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)term);
-    sqlite3_bind_int(st, 3, type);
-    bind_blob(s, st, 4, data, len);
+    sqlite3_bind_int64(st, 1, grp);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)term);
+    sqlite3_bind_int(st, 4, type);
+    bind_blob(s, st, 5, data, len);
     store_exec(s, ST_LOG_PUT);
 }
 
@@ -391,7 +319,7 @@ mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
     sqlite3_stmt *st = s->st[ST_LOG_TRUNCATE];
 
     sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, log_key(grp, index, 1));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
     store_exec(s, ST_LOG_TRUNCATE);
 }
 
@@ -401,7 +329,7 @@ mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
     sqlite3_stmt *st = s->st[ST_LOG_COMPACT];
 
     sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, log_key(grp, index, 0));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
     store_exec(s, ST_LOG_COMPACT);
 }
 
@@ -413,12 +341,12 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
     sqlite3_stmt *st = s->st[with_data ? ST_LOG_READ : ST_LOG_READ_META];
     int rv = 0;
 
-    if (first > last || first > MOM_RAFT_LOG_INDEX_MAX) {
-        return 0;
+    if (last > (uint64_t)INT64_MAX) {
+        last = (uint64_t)INT64_MAX;
     }
     sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, log_key(grp, first, 1));
-    sqlite3_bind_int64(st, 3, log_key(grp, last, 0));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)first);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)last);
     while (rv == 0 && store_step(s, st) == SQLITE_ROW) {
         rv =
             fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
