@@ -23,6 +23,9 @@ enum {
     ST_LOG_COMPACT,
     ST_LOG_READ,
     ST_LOG_READ_META,
+    ST_LOG_DELETE_ONE,
+    ST_LOG_GET,
+    ST_LOG_GET_META,
     ST_SNAP_PUT,
     ST_COUNT
 };
@@ -34,19 +37,47 @@ static const char *const store_sql[ST_COUNT] = {
     " WHERE grp = ?1",
     "INSERT INTO raft_state(grp, term, vote) VALUES (?1, ?2, ?3)"
     " ON CONFLICT (grp) DO UPDATE SET term = ?2, vote = ?3",
-    "INSERT OR REPLACE INTO raft_log(grp, idx, term, type, data)"
-    " VALUES (?1, ?2, ?3, ?4, ?5)",
-    "DELETE FROM raft_log WHERE grp = ?1 AND idx >= ?2",
-    "DELETE FROM raft_log WHERE grp = ?1 AND idx <= ?2",
+    /* Keys and bounds come from log_key(). A range of keys holds every
+     * group's entries of those indexes: grp (?1) picks the group's, after
+     * visiting them all. These range statements are the fallbacks of
+     * mom_raft_store_truncate/compact/read, which walk a group's own keys
+     * one index at a time. */
+    "INSERT OR REPLACE INTO raft_log(key, term, type, data)"
+    " VALUES (?1, ?2, ?3, ?4)",
+    "DELETE FROM raft_log WHERE key >= ?2 AND grp = ?1",
+    "DELETE FROM raft_log WHERE key <= ?2 AND grp = ?1",
     "SELECT idx, term, type, data FROM raft_log"
-    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
+    " WHERE key BETWEEN ?2 AND ?3 AND grp = ?1 ORDER BY key",
     /* Only configuration entries need their data at start. */
     "SELECT idx, term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
-    " WHERE grp = ?1 AND idx >= ?2 AND idx <= ?3 ORDER BY idx",
+    " WHERE key BETWEEN ?2 AND ?3 AND grp = ?1 ORDER BY key",
+    "DELETE FROM raft_log WHERE key = ?1",
+    "SELECT term, type, data FROM raft_log WHERE key = ?1",
+    "SELECT term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
+    " WHERE key = ?1",
     "INSERT INTO raft_state(grp, term, vote, snap_idx, snap_term, conf_idx,"
     " conf) VALUES (?1, 0, 0, ?2, ?3, ?4, ?5) ON CONFLICT (grp) DO UPDATE"
     " SET snap_idx = ?2, snap_term = ?3, conf_idx = ?4, conf = ?5",
 };
+
+/*
+ * The log is a rowid table keyed by index, then group: key = idx << 16 |
+ * grp. A group's appends then go to the end of the table (its index is the
+ * largest there, or close to it when several groups are busy), where SQLite
+ * splits a full leaf by starting a new one; under a (grp, idx) key every
+ * group but the last appended inside the b-tree, and each split rebalanced
+ * three pages, which the next rounds wrote again. grp and idx are virtual
+ * columns: nothing stored, there for the reader.
+ */
+#define MOM_RAFT_LOG_COLUMNS                                                   \
+    " key INTEGER PRIMARY KEY, term INTEGER NOT NULL,"                         \
+    " type INTEGER NOT NULL, data BLOB NOT NULL,"                              \
+    " grp INTEGER AS (key & 65535), idx INTEGER AS (key >> 16)"
+
+/* Indexes from 2^47 on have no key (a group appending a million entries a
+ * second reaches it after four years). */
+#define MOM_RAFT_LOG_INDEX_MAX ((UINT64_C(1) << 47) - 1)
+#define MOM_RAFT_LOG_GROUP_BITS 16
 
 static const char store_schema[] =
     "CREATE TABLE IF NOT EXISTS raft_state("
@@ -54,16 +85,29 @@ static const char store_schema[] =
     " snap_idx INTEGER NOT NULL DEFAULT 0,"
     " snap_term INTEGER NOT NULL DEFAULT 0,"
     " conf_idx INTEGER NOT NULL DEFAULT 0, conf BLOB);"
-    "CREATE TABLE IF NOT EXISTS raft_log("
-    " grp INTEGER NOT NULL, idx INTEGER NOT NULL, term INTEGER NOT NULL,"
-    " type INTEGER NOT NULL, data BLOB NOT NULL,"
-    " PRIMARY KEY (grp, idx)) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS raft_log(" MOM_RAFT_LOG_COLUMNS ");";
+
+/* A database of earlier versions keeps its log under a (grp, idx) key:
+ * rewritten once, in one transaction. */
+static const char store_log_upgrade[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE raft_log_keyed(" MOM_RAFT_LOG_COLUMNS ");"
+    "INSERT INTO raft_log_keyed(key, term, type, data)"
+    " SELECT idx << 16 | grp, term, type, data FROM raft_log ORDER BY idx, grp;"
+    "DROP TABLE raft_log;"
+    "ALTER TABLE raft_log_keyed RENAME TO raft_log;"
+    "COMMIT;";
 
 struct mom_raft_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int sync_wal; /* FULL configured: durable commits fdatasync the WAL */
     int durable;  /* the current transaction is durable */
+    /* Per group: the log holds no entry up to this index (compacted; 0:
+     * not known). Raft storage transactions are never rolled back (a
+     * failure aborts), so it cannot run ahead of the database. */
+    uint64_t *compacted;
+    uint32_t n_compacted;
 };
 
 /* SQLite's PRAGMA synchronous value of NORMAL. */
@@ -136,6 +180,46 @@ column_dup(sqlite3_stmt *st, int i, size_t *len)
     return copy;
 }
 
+/* The key of a group's entry, or a bound of a key range (low: the range's
+ * first key at `index`, else its last). */
+static sqlite3_int64
+log_key(uint32_t grp, uint64_t index, int low)
+{
+    if (index > MOM_RAFT_LOG_INDEX_MAX) {
+        index = MOM_RAFT_LOG_INDEX_MAX;
+    }
+    return (sqlite3_int64)(index << MOM_RAFT_LOG_GROUP_BITS |
+                           (low ? grp : (1u << MOM_RAFT_LOG_GROUP_BITS) - 1));
+}
+
+/* Rewrites a log kept under the (grp, idx) key of earlier versions. */
+static int
+store_upgrade_log(sqlite3 *db, char **err)
+{
+    sqlite3_stmt *q = NULL;
+    int keyed, rc;
+
+    rc = sqlite3_prepare_v2(db,
+                            "SELECT count(*) FROM pragma_table_info('raft_log')"
+                            " WHERE name = 'key'",
+                            -1, &q, NULL);
+    if (rc != SQLITE_OK || sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        *err = sqlite3_mprintf("%s", sqlite3_errmsg(db));
+        return SQLITE_ERROR;
+    }
+    keyed = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (keyed) {
+        return SQLITE_OK;
+    }
+    rc = sqlite3_exec(db, store_log_upgrade, NULL, NULL, err);
+    if (rc != SQLITE_OK && !sqlite3_get_autocommit(db)) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    return rc;
+}
+
 mom_raft_store_t *
 mom_raft_store_open(sqlite3 *db)
 {
@@ -148,7 +232,8 @@ mom_raft_store_open(sqlite3 *db)
         return NULL;
     }
     s->db = db;
-    if (sqlite3_exec(db, store_schema, NULL, NULL, &err) != SQLITE_OK) {
+    if (sqlite3_exec(db, store_schema, NULL, NULL, &err) != SQLITE_OK ||
+        store_upgrade_log(db, &err) != SQLITE_OK) {
         fprintf(stderr, "momd: raft storage: schema: %s\n", err);
         sqlite3_free(err);
         free(s);
@@ -201,6 +286,7 @@ mom_raft_store_close(mom_raft_store_t *s)
     for (i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(s->st[i]);
     }
+    free(s->compacted);
     free(s);
 }
 
@@ -305,48 +391,105 @@ mom_raft_store_append(mom_raft_store_t *s, uint32_t grp, uint64_t index,
 {
     sqlite3_stmt *st = s->st[ST_LOG_PUT];
 
-    sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)term);
-    sqlite3_bind_int(st, 4, type);
-    bind_blob(s, st, 5, data, len);
+    if (index > MOM_RAFT_LOG_INDEX_MAX) {
+        store_fail(s, "raft index past 2^47", SQLITE_FULL);
+    }
+    sqlite3_bind_int64(st, 1, log_key(grp, index, 1));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)term);
+    sqlite3_bind_int(st, 3, type);
+    bind_blob(s, st, 4, data, len);
     store_exec(s, ST_LOG_PUT);
 }
 
+/* Deletes the entry of `key`; whether there was one. */
+static int
+log_delete_one(mom_raft_store_t *s, sqlite3_int64 key)
+{
+    sqlite3_bind_int64(s->st[ST_LOG_DELETE_ONE], 1, key);
+    store_exec(s, ST_LOG_DELETE_ONE);
+    return sqlite3_changes(s->db) > 0;
+}
+
+/*
+ * A group's log is contiguous, so truncating, compacting and reading walk
+ * its keys one index at a time (a rowid lookup each: the cost of the
+ * group's own entries) and stop at the first index without an entry. A
+ * range statement instead visits every group's entries of the range's
+ * indexes: a busy group's compaction would visit every other group's
+ * trailing entries, an idle group's truncation every busier group's log.
+ * The range statements remain for an index the walk cannot start from.
+ */
 void
 mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
 {
     sqlite3_stmt *st = s->st[ST_LOG_TRUNCATE];
 
+    if (grp < s->n_compacted && (index == 0 || index <= s->compacted[grp])) {
+        s->compacted[grp] = 0; /* the whole log goes: compacted no more */
+    }
+    if (index > 0 && index <= MOM_RAFT_LOG_INDEX_MAX &&
+        log_delete_one(s, log_key(grp, index, 1))) {
+        while (++index <= MOM_RAFT_LOG_INDEX_MAX &&
+               log_delete_one(s, log_key(grp, index, 1))) {
+        }
+        return;
+    }
+    /* No entry at `index`: the log starts after it (or it is 0) */
     sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
+    sqlite3_bind_int64(st, 2, log_key(grp, index, 1));
     store_exec(s, ST_LOG_TRUNCATE);
+}
+
+static void
+compacted_set(mom_raft_store_t *s, uint32_t grp, uint64_t index)
+{
+    if (grp >= s->n_compacted) {
+        uint64_t *c = realloc(s->compacted, ((size_t)grp + 1) * sizeof *c);
+
+        if (c == NULL) {
+            return; /* only a hint */
+        }
+        memset(c + s->n_compacted, 0,
+               ((size_t)grp + 1 - s->n_compacted) * sizeof *c);
+        s->compacted = c;
+        s->n_compacted = grp + 1;
+    }
+    s->compacted[grp] = index;
 }
 
 void
 mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
 {
     sqlite3_stmt *st = s->st[ST_LOG_COMPACT];
+    uint64_t i = index;
 
-    sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
-    store_exec(s, ST_LOG_COMPACT);
+    if (index == 0 || (grp < s->n_compacted && index <= s->compacted[grp])) {
+        return; /* compacted already (a longer trailing log, say) */
+    }
+    if (index <= MOM_RAFT_LOG_INDEX_MAX &&
+        log_delete_one(s, log_key(grp, i, 1))) {
+        while (--i > 0 && log_delete_one(s, log_key(grp, i, 1))) {
+        }
+    } else {
+        /* No entry at `index`: the log ends before it */
+        sqlite3_bind_int64(st, 1, grp);
+        sqlite3_bind_int64(st, 2, log_key(grp, index, 0));
+        store_exec(s, ST_LOG_COMPACT);
+    }
+    compacted_set(s, grp, index);
 }
 
-int
-mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
-                    uint64_t last, int with_data, mom_raft_store_entry_fn fn,
-                    void *arg)
+/* Reads with the range statement: from an index without an entry. */
+static int
+log_read_range(mom_raft_store_t *s, uint32_t grp, uint64_t first, uint64_t last,
+               int with_data, mom_raft_store_entry_fn fn, void *arg)
 {
     sqlite3_stmt *st = s->st[with_data ? ST_LOG_READ : ST_LOG_READ_META];
     int rv = 0;
 
-    if (last > (uint64_t)INT64_MAX) {
-        last = (uint64_t)INT64_MAX;
-    }
     sqlite3_bind_int64(st, 1, grp);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)first);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)last);
+    sqlite3_bind_int64(st, 2, log_key(grp, first, 1));
+    sqlite3_bind_int64(st, 3, log_key(grp, last, 0));
     while (rv == 0 && store_step(s, st) == SQLITE_ROW) {
         rv =
             fn(arg, (uint64_t)sqlite3_column_int64(st, 0),
@@ -354,6 +497,35 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
                sqlite3_column_blob(st, 3), (size_t)sqlite3_column_bytes(st, 3));
     }
     sqlite3_reset(st);
+    return rv;
+}
+
+int
+mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
+                    uint64_t last, int with_data, mom_raft_store_entry_fn fn,
+                    void *arg)
+{
+    sqlite3_stmt *st = s->st[with_data ? ST_LOG_GET : ST_LOG_GET_META];
+    uint64_t i;
+    int rv = 0;
+
+    if (first > last || first > MOM_RAFT_LOG_INDEX_MAX) {
+        return 0;
+    }
+    for (i = first; rv == 0 && i <= last && i <= MOM_RAFT_LOG_INDEX_MAX; i++) {
+        sqlite3_bind_int64(st, 1, log_key(grp, i, 1));
+        if (store_step(s, st) != SQLITE_ROW) {
+            sqlite3_reset(st);
+            if (i == first) {
+                return log_read_range(s, grp, first, last, with_data, fn, arg);
+            }
+            break; /* the end of the log */
+        }
+        rv = fn(arg, i, (uint64_t)sqlite3_column_int64(st, 0),
+                sqlite3_column_int(st, 1), sqlite3_column_blob(st, 2),
+                (size_t)sqlite3_column_bytes(st, 2));
+        sqlite3_reset(st);
+    }
     return rv;
 }
 

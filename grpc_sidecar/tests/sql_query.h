@@ -1,6 +1,7 @@
 /*
  * SQL helpers of the unit tests that look into a database (test_raft.c,
- * test_wal_vfs.c, store_fixture.h): run a script, read one integer. Header-only: include after cmocka.h.
+ * test_raft_store.c, test_wal_vfs.c, store_fixture.h): run a script, read
+ * one integer. Header-only: include after cmocka.h.
  */
 #ifndef MOM_TEST_SQL_QUERY_H
 #define MOM_TEST_SQL_QUERY_H
