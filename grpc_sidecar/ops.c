@@ -84,6 +84,24 @@ mom_ops_content_valid(const void *data, size_t len, size_t max)
 
 static void mom_op_wipe_password(mom_op_t *op);
 
+/* Out of ops->multiplexed (answered, or handed over). */
+static void
+mom_ops_unlist(mom_op_t *op)
+{
+    if (op->id == 0) {
+        return;
+    }
+    if (op->mux_prev != NULL) {
+        op->mux_prev->mux_next = op->mux_next;
+    } else if (op->ops->multiplexed == op) {
+        op->ops->multiplexed = op->mux_next;
+    }
+    if (op->mux_next != NULL) {
+        op->mux_next->mux_prev = op->mux_prev;
+    }
+    op->mux_prev = op->mux_next = NULL;
+}
+
 void
 mom_op_finish(mom_op_t *op, unsigned status, const void *body, size_t len,
               const char *user)
@@ -91,6 +109,7 @@ mom_op_finish(mom_op_t *op, unsigned status, const void *body, size_t len,
     Mom__Response resp = MOM__RESPONSE__INIT;
 
     if (op->conn != NULL) {
+        mom_ops_unlist(op);
         mom_conn_reply(op->conn, op->id, status, body, len, user);
     } else if (op->served != NULL) {
         resp.kind = MOM__KIND__KIND_REPLY;
@@ -526,6 +545,7 @@ mom_ops_execute(mom_op_t *op)
         }
         /* The subscription owns req and answers. */
         mom_route_forget(op);
+        mom_ops_unlist(op);
         mom_sse_subscribe(op->ops->sse, op->conn, op->req);
         free(op);
         return;
@@ -577,12 +597,38 @@ mom_ops_start(mom_op_t *op)
     mom_route(op);
 }
 
+/*
+ * An OP_CANCEL for a request already started: its client gave up (nginx
+ * timed it out, or the client closed). What is under way goes on (a
+ * command proposed may still commit), but it is never retried: a publish
+ * whose first attempt a deposed leader dropped is not sent to the next
+ * one for nobody. Cancels are rare: a list walk finds the request.
+ */
+static void
+mom_ops_cancel(mom_ops_t *ops, mom_conn_t *conn, uint64_t id)
+{
+    for (mom_op_t *op = ops->multiplexed; op != NULL; op = op->mux_next) {
+        if (op->conn == conn && op->id == id) {
+            mom_log_info("request %llu: its client is gone, not retried",
+                         (unsigned long long)id);
+            op->cancelled = true;
+            return;
+        }
+    }
+}
+
 void
 mom_ops_handle(void *data, mom_conn_t *conn, uint64_t id, Mom__Request *req)
 {
     mom_ops_t *ops = data;
-    mom_op_t *op = calloc(1, sizeof(*op));
+    mom_op_t *op;
 
+    if (req->op == MOM__OP__OP_CANCEL) {
+        mom_ops_cancel(ops, conn, id);
+        mom__request__free_unpacked(req, NULL);
+        return;
+    }
+    op = calloc(1, sizeof(*op));
     if (op == NULL) {
         mom__request__free_unpacked(req, NULL);
         mom_conn_reply(conn, id, 500, "{\"detail\":\"Out of memory\"}", 26,
@@ -593,6 +639,13 @@ mom_ops_handle(void *data, mom_conn_t *conn, uint64_t id, Mom__Request *req)
     op->conn = conn;
     op->id = id;
     op->req = req;
+    if (id != 0) {
+        op->mux_next = ops->multiplexed;
+        if (ops->multiplexed != NULL) {
+            ops->multiplexed->mux_prev = op;
+        }
+        ops->multiplexed = op;
+    }
     if (id != 0 && req->op == MOM__OP__OP_SUBSCRIBE) {
         /* A stream takes the whole connection: not among others. */
         mom_op_error(op, 400, "Subscriptions cannot be multiplexed");

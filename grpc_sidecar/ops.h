@@ -49,16 +49,21 @@ typedef struct {
     mom_op_t **retry_tail;
     uint32_t *leader_cache; /* per partition: last leader seen, 0 unknown */
     bool closing;
+
+    /* Multiplexed requests from nginx being served, for their OP_CANCEL. */
+    mom_op_t *multiplexed;
 } mom_ops_t;
 
 /* One request being served, from whichever side it came. */
 struct mom_op_s {
     mom_ops_t *ops;
     Mom__Request *req;
-    mom_conn_t *conn;            /* from nginx, else NULL */
-    uint64_t id;                 /* its id on conn (0: not multiplexed) */
-    struct mom_served_s *served; /* from a peer, NULL once it went away */
-    bool forwarded;              /* came through Forward: never forward */
+    mom_conn_t *conn;              /* from nginx, else NULL */
+    uint64_t id;                   /* its id on conn (0: not multiplexed) */
+    mom_op_t *mux_prev, *mux_next; /* in ops->multiplexed (id != 0) */
+    bool cancelled;                /* its client gave up: never retried */
+    struct mom_served_s *served;   /* from a peer, NULL once it went away */
+    bool forwarded;                /* came through Forward: never forward */
     uint32_t partition;
     uint64_t started;  /* uv_now() when routing began */
     uint64_t deadline; /* uv_now() after which routing gives up */

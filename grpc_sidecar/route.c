@@ -83,6 +83,9 @@ mom_route_now(const mom_op_t *op)
 static bool
 mom_route_abandoned(const mom_op_t *op)
 {
+    if (op->cancelled) {
+        return true;
+    }
     return op->conn != NULL ? mom_conn_peer_gone(op->conn) : op->served == NULL;
 }
 

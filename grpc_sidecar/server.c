@@ -691,9 +691,11 @@ mom_conn_start_batch(mom_conn_t *c, mom_pending_t *batch, size_t *n)
     *n = 0;
 }
 
-/* OP_CANCEL: the request, if it is still waiting in batch, is dropped. */
+/* OP_CANCEL: the request, if it is still waiting in batch, is dropped;
+ * if it has started, the handler hears of the cancel (it owns `cancel`). */
 static void
-mom_conn_cancel(mom_conn_t *c, mom_pending_t *batch, size_t n, uint64_t id)
+mom_conn_cancel(mom_conn_t *c, mom_pending_t *batch, size_t n, uint64_t id,
+                Mom__Request *cancel)
 {
     size_t i;
 
@@ -704,9 +706,11 @@ mom_conn_cancel(mom_conn_t *c, mom_pending_t *batch, size_t n, uint64_t id)
             mom__request__free_unpacked(batch[i].req, NULL);
             batch[i].req = NULL;
             c->inflight--;
+            mom__request__free_unpacked(cancel, NULL);
             return;
         }
     }
+    c->srv->on_request(c->srv->data, c, id, cancel);
 }
 
 /*
@@ -732,8 +736,7 @@ mom_conn_process(mom_conn_t *c)
         id = req->id;
         req->id = 0; /* never forwarded: the answer comes back here */
         if (req->op == MOM__OP__OP_CANCEL) {
-            mom_conn_cancel(c, batch, n, id);
-            mom__request__free_unpacked(req, NULL);
+            mom_conn_cancel(c, batch, n, id, req);
         } else if (id == 0) {
             /* mom_conn_next gives it only when nothing is in flight */
             c->busy = true;

@@ -30,6 +30,11 @@ typedef struct mom_conn_s mom_conn_t;
  * on the connection is answered, and nothing after it is dispatched before
  * its answer. id != 0 (multiplexed): dispatched as soon as it is decoded,
  * while others are in flight; answers go out in completion order.
+ *
+ * An OP_CANCEL read with the request it names drops that request unstarted;
+ * one whose request has started already is handed over too (req->op is
+ * OP_CANCEL, `id` the started request's), to be owned and freed without an
+ * answer: the started request is still answered once.
  */
 typedef void (*mom_request_cb)(void *data, mom_conn_t *conn, uint64_t id,
                                Mom__Request *req);

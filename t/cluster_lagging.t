@@ -2,7 +2,8 @@
 
 # A replica that falls behind while its partitions' logs are compacted
 # catches up from the log when what it missed fits in
-# snapshot_trailing_bytes (the default, 4 MiB): no snapshot is sent, and
+# its share of snapshot_trailing_bytes (the default, 64 MiB per node: 1 MiB
+# per partition): no snapshot is sent, and
 # its SSE subscribers' streams go on without a break. The same settings
 # with the count alone need a snapshot and end those streams
 # (t/cluster_snapshot.t).
