@@ -517,6 +517,36 @@ test_follower_far_behind_catches_up_from_log(void **state)
     sim_destroy(&s);
 }
 
+/* Tiny entries and a large budget: the log behind a snapshot stops at
+ * MOM_RAFT_TRAILING_MAX entries (libraft keeps them in memory too). */
+static void
+test_trailing_capped(void **state)
+{
+    sim_t s;
+    size_t n = MOM_RAFT_TRAILING_MAX + 4096; /* entries of 16 bytes */
+    sim_req_t *r = reqs_new(n, 0, 1);
+    uint64_t l, first;
+
+    (void)state;
+    sim_init(&s, 3, 1, 37);
+    s.opt.snapshot_threshold = 1024;
+    s.opt.snapshot_trailing = 16;
+    s.opt.snapshot_trailing_bytes = UINT64_C(1) << 30; /* 67M entries */
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    submit_all(&s, l, r, n, 200, 5);
+    assert_int_equal(settle(&s, r, n, 30 * SEC), n);
+    sim_run(&s, 100);
+    /* The last snapshot is within a threshold of the end; the log keeps
+     * the cap's worth of entries behind it, no more. */
+    first = sim_query(&s.nodes[l - 1],
+                      "SELECT min(idx) FROM raft_log WHERE grp = ?1", 0);
+    assert_true(first > n - 1024 - MOM_RAFT_TRAILING_MAX);
+    assert_true(first <= n - MOM_RAFT_TRAILING_MAX + 1);
+    free(r);
+    sim_destroy(&s);
+}
+
 static void
 test_many_groups_group_commit(void **state)
 {
@@ -1013,6 +1043,7 @@ main(void)
         cmocka_unit_test(test_follower_restart_catches_up_from_log),
         cmocka_unit_test(test_follower_catches_up_from_snapshot),
         cmocka_unit_test(test_follower_far_behind_catches_up_from_log),
+        cmocka_unit_test(test_trailing_capped),
         cmocka_unit_test(test_many_groups_group_commit),
         cmocka_unit_test(test_aborted_on_leadership_loss),
         cmocka_unit_test(test_whole_cluster_restart),
