@@ -26,6 +26,7 @@ enum {
     ST_LOG_DELETE_ONE,
     ST_LOG_GET,
     ST_LOG_GET_META,
+    ST_LOG_KEYS,
     ST_SNAP_PUT,
     ST_COUNT
 };
@@ -55,6 +56,8 @@ static const char *const store_sql[ST_COUNT] = {
     "SELECT term, type, data FROM raft_log WHERE key = ?1",
     "SELECT term, type, CASE WHEN type = 3 THEN data END FROM raft_log"
     " WHERE key = ?1",
+    "SELECT key, term, type, CASE WHEN type = 3 THEN data END"
+    " FROM raft_log",
     "INSERT INTO raft_state(grp, term, vote, snap_idx, snap_term, conf_idx,"
     " conf) VALUES (?1, 0, 0, ?2, ?3, ?4, ?5) ON CONFLICT (grp) DO UPDATE"
     " SET snap_idx = ?2, snap_term = ?3, conf_idx = ?4, conf = ?5",
@@ -98,6 +101,24 @@ static const char store_log_upgrade[] =
     "ALTER TABLE raft_log_keyed RENAME TO raft_log;"
     "COMMIT;";
 
+/* An entry as read at start, without its data (but a configuration's). */
+typedef struct {
+    uint64_t index, term;
+    int type;
+    uint8_t *conf;
+    size_t conf_len;
+} log_meta_t;
+
+/* A group's log as one scan of the whole table found it (see log_spans):
+ * until the group's first write or its first read of the whole log. */
+typedef struct {
+    log_meta_t *entries;
+    size_t n, cap;
+    int stale;
+} log_span_t;
+
+static void span_free(log_span_t *sp);
+
 struct mom_raft_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
@@ -108,6 +129,12 @@ struct mom_raft_store_s {
      * failure aborts), so it cannot run ahead of the database. */
     uint64_t *compacted;
     uint32_t n_compacted;
+    /* Per group, from one scan of the whole log at the first read of a
+     * whole log (the start of every group): its entries, for that read.
+     * A group past the array had none. */
+    log_span_t *spans;
+    uint32_t n_spans;
+    int spans_read;
 };
 
 /* SQLite's PRAGMA synchronous value of NORMAL. */
@@ -287,6 +314,10 @@ mom_raft_store_close(mom_raft_store_t *s)
         sqlite3_finalize(s->st[i]);
     }
     free(s->compacted);
+    for (uint32_t g = 0; g < s->n_spans; g++) {
+        span_free(&s->spans[g]);
+    }
+    free(s->spans);
     free(s);
 }
 
@@ -385,11 +416,64 @@ mom_raft_store_save_state(mom_raft_store_t *s, uint32_t grp, uint64_t term,
     store_exec(s, ST_STATE_PUT);
 }
 
+static void
+abort_oom(void)
+{
+    fprintf(stderr, "momd: raft storage: out of memory\n");
+    abort();
+}
+
+static void
+span_free(log_span_t *sp)
+{
+    for (size_t i = 0; i < sp->n; i++) {
+        free(sp->entries[i].conf);
+    }
+    free(sp->entries);
+    sp->entries = NULL;
+    sp->n = sp->cap = 0;
+}
+
+/* Makes room for `grp` among the spans (new ones empty). */
+static int
+spans_room(mom_raft_store_t *s, uint32_t grp)
+{
+    log_span_t *sp;
+
+    if (grp < s->n_spans) {
+        return 0;
+    }
+    sp = realloc(s->spans, ((size_t)grp + 1) * sizeof *sp);
+    if (sp == NULL) {
+        return -1;
+    }
+    memset(sp + s->n_spans, 0, ((size_t)grp + 1 - s->n_spans) * sizeof *sp);
+    s->spans = sp;
+    s->n_spans = grp + 1;
+    return 0;
+}
+
+/* A write to the group's log, or its read: the span is of no more use. */
+static void
+span_stale(mom_raft_store_t *s, uint32_t grp)
+{
+    if (!s->spans_read) {
+        return;
+    }
+    if (spans_room(s, grp) != 0) {
+        abort_oom();
+    }
+    span_free(&s->spans[grp]);
+    s->spans[grp].stale = 1;
+}
+
 void
 mom_raft_store_append(mom_raft_store_t *s, uint32_t grp, uint64_t index,
                       uint64_t term, int type, const void *data, size_t len)
 {
     sqlite3_stmt *st = s->st[ST_LOG_PUT];
+
+    span_stale(s, grp);
 
     if (index > MOM_RAFT_LOG_INDEX_MAX) {
         store_fail(s, "raft index past 2^47", SQLITE_FULL);
@@ -424,6 +508,7 @@ mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
 {
     sqlite3_stmt *st = s->st[ST_LOG_TRUNCATE];
 
+    span_stale(s, grp);
     if (grp < s->n_compacted && (index == 0 || index <= s->compacted[grp])) {
         s->compacted[grp] = 0; /* the whole log goes: compacted no more */
     }
@@ -463,6 +548,7 @@ mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
     sqlite3_stmt *st = s->st[ST_LOG_COMPACT];
     uint64_t i = index;
 
+    span_stale(s, grp);
     if (index == 0 || (grp < s->n_compacted && index <= s->compacted[grp])) {
         return; /* compacted already (a longer trailing log, say) */
     }
@@ -500,24 +586,61 @@ log_read_range(mom_raft_store_t *s, uint32_t grp, uint64_t first, uint64_t last,
     return rv;
 }
 
-int
-mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
-                    uint64_t last, int with_data, mom_raft_store_entry_fn fn,
-                    void *arg)
+/* Reads every group's log without its data (but configurations'): one
+ * scan of the table, in key order (by index, then group). */
+static void
+log_spans(mom_raft_store_t *s)
+{
+    sqlite3_stmt *st = s->st[ST_LOG_KEYS];
+    log_span_t *sp;
+    log_meta_t *e;
+    uint64_t key;
+    uint32_t grp;
+
+    s->spans_read = 1;
+    while (store_step(s, st) == SQLITE_ROW) {
+        key = (uint64_t)sqlite3_column_int64(st, 0);
+        grp = (uint32_t)(key & ((1u << MOM_RAFT_LOG_GROUP_BITS) - 1));
+        if (spans_room(s, grp) != 0) {
+            abort_oom();
+        }
+        sp = &s->spans[grp];
+        if (sp->n == sp->cap) {
+            sp->cap = sp->cap ? sp->cap * 2 : 64;
+            sp->entries = realloc(sp->entries, sp->cap * sizeof *sp->entries);
+            if (sp->entries == NULL) {
+                abort_oom();
+            }
+        }
+        e = &sp->entries[sp->n++];
+        e->index = key >> MOM_RAFT_LOG_GROUP_BITS;
+        e->term = (uint64_t)sqlite3_column_int64(st, 1);
+        e->type = sqlite3_column_int(st, 2);
+        e->conf = NULL;
+        e->conf_len = 0;
+        if (sqlite3_column_type(st, 3) != SQLITE_NULL) {
+            e->conf = column_dup(st, 3, &e->conf_len);
+        }
+    }
+    sqlite3_reset(st);
+}
+
+/* Reads [first, last] walking from `first` up to the first index without
+ * an entry (the log's end); the range statement when `first` has none. */
+static int
+log_walk(mom_raft_store_t *s, uint32_t grp, uint64_t first, uint64_t last,
+         int with_data, mom_raft_store_entry_fn fn, void *arg)
 {
     sqlite3_stmt *st = s->st[with_data ? ST_LOG_GET : ST_LOG_GET_META];
     uint64_t i;
     int rv = 0;
 
-    if (first > last || first > MOM_RAFT_LOG_INDEX_MAX) {
-        return 0;
-    }
     for (i = first; rv == 0 && i <= last && i <= MOM_RAFT_LOG_INDEX_MAX; i++) {
         sqlite3_bind_int64(st, 1, log_key(grp, i, 1));
         if (store_step(s, st) != SQLITE_ROW) {
             sqlite3_reset(st);
             if (i == first) {
-                return log_read_range(s, grp, first, last, with_data, fn, arg);
+                return log_read_range(s, grp, i, last, with_data, fn, arg);
             }
             break; /* the end of the log */
         }
@@ -527,6 +650,44 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
         sqlite3_reset(st);
     }
     return rv;
+}
+
+int
+mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
+                    uint64_t last, int with_data, mom_raft_store_entry_fn fn,
+                    void *arg)
+{
+    log_span_t *sp;
+    int rv = 0;
+
+    if (first > last || first > MOM_RAFT_LOG_INDEX_MAX) {
+        return 0;
+    }
+    /*
+     * The whole log of a group, without data, is read at its start: one
+     * scan reads every group's at the first such read (a scan per group
+     * would visit every group's entries each time), and each group's
+     * read takes its share.
+     */
+    if (first == 0 && !with_data) {
+        if (!s->spans_read) {
+            log_spans(s);
+        }
+        if (grp >= s->n_spans || !s->spans[grp].stale) {
+            sp = grp < s->n_spans ? &s->spans[grp] : NULL;
+            for (size_t i = 0; sp != NULL && rv == 0 && i < sp->n; i++) {
+                const log_meta_t *e = &sp->entries[i];
+
+                if (e->index <= last) {
+                    rv = fn(arg, e->index, e->term, e->type, e->conf,
+                            e->conf_len);
+                }
+            }
+            span_stale(s, grp);
+            return rv;
+        }
+    }
+    return log_walk(s, grp, first, last, with_data, fn, arg);
 }
 
 void

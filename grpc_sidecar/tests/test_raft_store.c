@@ -168,10 +168,20 @@ test_groups_share_the_log(void **state)
     assert_string_equal(read_group(f, 1, 4, 5, &seen), "4:7:b2 5:7:B3 ");
 }
 
+/* A group's whole log without data, as read at its start; how many. */
+static size_t
+start_read(fixture_t *f, uint32_t grp, seen_t *seen)
+{
+    memset(seen, 0, sizeof(*seen));
+    assert_int_equal(
+        mom_raft_store_read(f->s, grp, 0, UINT64_MAX, 0, collect, seen), 0);
+    return seen->n;
+}
+
 /* Statements run on the connection, from its trace: range statements
  * (visiting every group's entries of a range) and the rest. */
 typedef struct {
-    int ranges, others;
+    int ranges, others, key_scans;
 } traced_t;
 
 static int
@@ -183,6 +193,10 @@ trace_stmt(unsigned type, void *ctx, void *p, void *x)
     (void)type;
     (void)x;
     if (strstr(sql, "raft_log") == NULL) {
+        return 0;
+    }
+    if (strncmp(sql, "SELECT key, term, type", 22) == 0) {
+        t->key_scans++;
         return 0;
     }
     if (strstr(sql, "key >=") != NULL || strstr(sql, "key <=") != NULL ||
@@ -213,7 +227,7 @@ static void
 test_walks_own_keys(void **state)
 {
     fixture_t *f = *state;
-    traced_t t = {0, 0};
+    traced_t t = {0, 0, 0};
     seen_t seen;
 
     open_store(f);
@@ -263,6 +277,37 @@ test_walks_own_keys(void **state)
     assert_string_equal(read_group(f, 0, 36, 37, &seen), "36:7:e 37:7:e ");
     assert_int_equal(group_rows(f, 0), 15);
     assert_int_equal(group_rows(f, 1), 39);
+
+    /* Every group's whole log, as at start: one scan of the keys finds
+     * them all, then each group walks its own. A hole shows. */
+    db_exec_ok(f->db, "DELETE FROM raft_log WHERE key = 20 << 16 | 1");
+    close_all(f);
+    open_db(f);
+    open_store(f);
+    memset(&t, 0, sizeof(t));
+    sqlite3_trace_v2(f->db, SQLITE_TRACE_STMT, trace_stmt, &t);
+    assert_int_equal(start_read(f, 2, &seen), 50);
+    assert_int_equal(start_read(f, 0, &seen), 15);
+    assert_string_equal(seen.text, "36:7: 37:7: 38:7: 39:7: 40:7: 41:7: 42:7: "
+                                   "43:7: 44:7: 45:7: 46:7: 47:7: 48:7: 49:7: "
+                                   "50:7: ");
+    assert_int_equal(start_read(f, 3, &seen), 0);
+    assert_int_equal(start_read(f, 9, &seen), 0);
+    assert_int_equal(start_read(f, 700, &seen), 0);
+    assert_int_equal(t.key_scans, 1);
+    assert_int_equal(t.ranges, 0);
+    /* Group 1 lost index 20: the read goes on past it, so the gap shows. */
+    assert_int_equal(start_read(f, 1, &seen), 38);
+    assert_non_null(strstr(seen.text, "19:7: 21:7: "));
+    /* After a write the group's span is stale: its reads walk from the
+     * index asked for. */
+    mom_raft_store_begin(f->s);
+    append(f, 2, 51, "n");
+    mom_raft_store_commit(f->s);
+    assert_string_equal(read_group(f, 2, 50, UINT64_MAX, &seen),
+                        "50:7:e 51:7:n ");
+    sqlite3_trace_v2(f->db, 0, NULL, NULL);
+    assert_int_equal(t.key_scans, 1);
 }
 
 /* The largest index with a key is 2^47 - 1: stored and read back, and a
