@@ -109,32 +109,29 @@ typedef struct {
     size_t conf_len;
 } log_meta_t;
 
-/* A group's log as one scan of the whole table found it (see log_spans):
- * until the group's first write or its first read of the whole log. */
+/* What the store keeps in memory of a group's log. */
 typedef struct {
+    /* Its entries as the one scan of the whole table at start found them
+     * (see log_spans), until its first write or its first whole read. */
     log_meta_t *entries;
     size_t n, cap;
     int stale;
-} log_span_t;
+    /* The log holds no entry up to this index (compacted; 0: not known).
+     * Raft storage transactions are never rolled back (a failure aborts),
+     * so it cannot run ahead of the database. */
+    uint64_t compacted;
+} log_group_t;
 
-static void span_free(log_span_t *sp);
+static void span_free(log_group_t *g);
 
 struct mom_raft_store_s {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
     int sync_wal; /* FULL configured: durable commits fdatasync the WAL */
     int durable;  /* the current transaction is durable */
-    /* Per group: the log holds no entry up to this index (compacted; 0:
-     * not known). Raft storage transactions are never rolled back (a
-     * failure aborts), so it cannot run ahead of the database. */
-    uint64_t *compacted;
-    uint32_t n_compacted;
-    /* Per group, from one scan of the whole log at the first read of a
-     * whole log (the start of every group): its entries, for that read.
-     * A group past the array had none. */
-    log_span_t *spans;
-    uint32_t n_spans;
-    int spans_read;
+    log_group_t *groups; /* by group id; grown as groups are met */
+    uint32_t n_groups;
+    int spans_read; /* the scan at the first whole read of a log is done */
 };
 
 /* SQLite's PRAGMA synchronous value of NORMAL. */
@@ -189,6 +186,13 @@ bind_blob(mom_raft_store_t *s, sqlite3_stmt *st, int i, const void *p, size_t n)
     }
 }
 
+static void
+abort_oom(void)
+{
+    fprintf(stderr, "momd: raft storage: out of memory\n");
+    abort();
+}
+
 static uint8_t *
 column_dup(sqlite3_stmt *st, int i, size_t *len)
 {
@@ -197,8 +201,7 @@ column_dup(sqlite3_stmt *st, int i, size_t *len)
     uint8_t *copy = malloc(n > 0 ? n : 1);
 
     if (copy == NULL) {
-        fprintf(stderr, "momd: raft storage: out of memory\n");
-        abort();
+        abort_oom();
     }
     if (n > 0) {
         memcpy(copy, p, n);
@@ -313,11 +316,10 @@ mom_raft_store_close(mom_raft_store_t *s)
     for (i = 0; i < ST_COUNT; i++) {
         sqlite3_finalize(s->st[i]);
     }
-    free(s->compacted);
-    for (uint32_t g = 0; g < s->n_spans; g++) {
-        span_free(&s->spans[g]);
+    for (uint32_t g = 0; g < s->n_groups; g++) {
+        span_free(&s->groups[g]);
     }
-    free(s->spans);
+    free(s->groups);
     free(s);
 }
 
@@ -417,54 +419,49 @@ mom_raft_store_save_state(mom_raft_store_t *s, uint32_t grp, uint64_t term,
 }
 
 static void
-abort_oom(void)
+span_free(log_group_t *g)
 {
-    fprintf(stderr, "momd: raft storage: out of memory\n");
-    abort();
+    for (size_t i = 0; i < g->n; i++) {
+        free(g->entries[i].conf);
+    }
+    free(g->entries);
+    g->entries = NULL;
+    g->n = g->cap = 0;
 }
 
-static void
-span_free(log_span_t *sp)
+/* The group's memory (new groups: nothing scanned, nothing compacted). */
+static log_group_t *
+group_of(mom_raft_store_t *s, uint32_t grp)
 {
-    for (size_t i = 0; i < sp->n; i++) {
-        free(sp->entries[i].conf);
+    log_group_t *g;
+
+    if (grp >= s->n_groups) {
+        g = realloc(s->groups, ((size_t)grp + 1) * sizeof *g);
+        if (g == NULL) {
+            abort_oom();
+        }
+        memset(g + s->n_groups, 0, ((size_t)grp + 1 - s->n_groups) * sizeof *g);
+        s->groups = g;
+        s->n_groups = grp + 1;
     }
-    free(sp->entries);
-    sp->entries = NULL;
-    sp->n = sp->cap = 0;
+    return &s->groups[grp];
 }
 
-/* Makes room for `grp` among the spans (new ones empty). */
-static int
-spans_room(mom_raft_store_t *s, uint32_t grp)
-{
-    log_span_t *sp;
-
-    if (grp < s->n_spans) {
-        return 0;
-    }
-    sp = realloc(s->spans, ((size_t)grp + 1) * sizeof *sp);
-    if (sp == NULL) {
-        return -1;
-    }
-    memset(sp + s->n_spans, 0, ((size_t)grp + 1 - s->n_spans) * sizeof *sp);
-    s->spans = sp;
-    s->n_spans = grp + 1;
-    return 0;
-}
-
-/* A write to the group's log, or its read: the span is of no more use. */
+/* A write to the group's log, or its read: its scanned entries are of no
+ * more use. */
 static void
 span_stale(mom_raft_store_t *s, uint32_t grp)
 {
+    log_group_t *g;
+
     if (!s->spans_read) {
         return;
     }
-    if (spans_room(s, grp) != 0) {
-        abort_oom();
+    g = group_of(s, grp);
+    if (!g->stale) {
+        span_free(g);
+        g->stale = 1;
     }
-    span_free(&s->spans[grp]);
-    s->spans[grp].stale = 1;
 }
 
 void
@@ -507,10 +504,11 @@ void
 mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
 {
     sqlite3_stmt *st = s->st[ST_LOG_TRUNCATE];
+    log_group_t *g = group_of(s, grp);
 
     span_stale(s, grp);
-    if (grp < s->n_compacted && (index == 0 || index <= s->compacted[grp])) {
-        s->compacted[grp] = 0; /* the whole log goes: compacted no more */
+    if (index == 0 || index <= g->compacted) {
+        g->compacted = 0; /* the whole log goes: compacted no more */
     }
     if (index > 0 && index <= MOM_RAFT_LOG_INDEX_MAX &&
         log_delete_one(s, log_key(grp, index, 1))) {
@@ -525,31 +523,15 @@ mom_raft_store_truncate(mom_raft_store_t *s, uint32_t grp, uint64_t index)
     store_exec(s, ST_LOG_TRUNCATE);
 }
 
-static void
-compacted_set(mom_raft_store_t *s, uint32_t grp, uint64_t index)
-{
-    if (grp >= s->n_compacted) {
-        uint64_t *c = realloc(s->compacted, ((size_t)grp + 1) * sizeof *c);
-
-        if (c == NULL) {
-            return; /* only a hint */
-        }
-        memset(c + s->n_compacted, 0,
-               ((size_t)grp + 1 - s->n_compacted) * sizeof *c);
-        s->compacted = c;
-        s->n_compacted = grp + 1;
-    }
-    s->compacted[grp] = index;
-}
-
 void
 mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
 {
     sqlite3_stmt *st = s->st[ST_LOG_COMPACT];
+    log_group_t *g = group_of(s, grp);
     uint64_t i = index;
 
     span_stale(s, grp);
-    if (index == 0 || (grp < s->n_compacted && index <= s->compacted[grp])) {
+    if (index == 0 || index <= g->compacted) {
         return; /* compacted already (a longer trailing log, say) */
     }
     if (index <= MOM_RAFT_LOG_INDEX_MAX &&
@@ -562,7 +544,7 @@ mom_raft_store_compact(mom_raft_store_t *s, uint32_t grp, uint64_t index)
         sqlite3_bind_int64(st, 2, log_key(grp, index, 0));
         store_exec(s, ST_LOG_COMPACT);
     }
-    compacted_set(s, grp, index);
+    g->compacted = index;
 }
 
 /* Reads with the range statement: from an index without an entry. */
@@ -592,7 +574,7 @@ static void
 log_spans(mom_raft_store_t *s)
 {
     sqlite3_stmt *st = s->st[ST_LOG_KEYS];
-    log_span_t *sp;
+    log_group_t *sp;
     log_meta_t *e;
     uint64_t key;
     uint32_t grp;
@@ -601,10 +583,7 @@ log_spans(mom_raft_store_t *s)
     while (store_step(s, st) == SQLITE_ROW) {
         key = (uint64_t)sqlite3_column_int64(st, 0);
         grp = (uint32_t)(key & ((1u << MOM_RAFT_LOG_GROUP_BITS) - 1));
-        if (spans_room(s, grp) != 0) {
-            abort_oom();
-        }
-        sp = &s->spans[grp];
+        sp = group_of(s, grp);
         if (sp->n == sp->cap) {
             sp->cap = sp->cap ? sp->cap * 2 : 64;
             sp->entries = realloc(sp->entries, sp->cap * sizeof *sp->entries);
@@ -657,7 +636,7 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
                     uint64_t last, int with_data, mom_raft_store_entry_fn fn,
                     void *arg)
 {
-    log_span_t *sp;
+    const log_group_t *sp;
     int rv = 0;
 
     if (first > last || first > MOM_RAFT_LOG_INDEX_MAX) {
@@ -673,9 +652,9 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
         if (!s->spans_read) {
             log_spans(s);
         }
-        if (grp >= s->n_spans || !s->spans[grp].stale) {
-            sp = grp < s->n_spans ? &s->spans[grp] : NULL;
-            for (size_t i = 0; sp != NULL && rv == 0 && i < sp->n; i++) {
+        sp = group_of(s, grp);
+        if (!sp->stale) {
+            for (size_t i = 0; rv == 0 && i < sp->n; i++) {
                 const log_meta_t *e = &sp->entries[i];
 
                 if (e->index <= last) {

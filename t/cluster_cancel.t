@@ -35,11 +35,7 @@ is($t->post('/messages/topics', {name => $TOPIC}, token => $tok)->{status},
 # The node that stays up must not lead the topic's partition: its requests
 # then wait for a leader in the retry queue.
 my $part = MOM::Test::Ring::partition_of($TOPIC, 64);
-my $leader;
-for (1 .. 100) {
-    last if $leader = $t->leader_of($part);
-    sleep 0.1;
-}
+my $leader = $t->wait_leader($part);
 ok($leader, "node $leader leads partition $part");
 my ($up) = grep { $_ != $leader } $t->nodes;
 my @down = grep { $_ != $up } $t->nodes;

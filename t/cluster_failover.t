@@ -38,15 +38,7 @@ is($t->post('/messages/queues', {name => $QUEUE}, token => $tok)->{status},
    200, 'queue created');
 my $part = MOM::Test::Ring::partition_of($TOPIC, 64);
 
-sub leader_of_topic {
-    my $deadline = time + 10;
-    while (time < $deadline) {
-        my $l = $t->leader_of($part);
-        return $l if $l;
-        sleep 0.1;
-    }
-    return undef;
-}
+sub leader_of_topic { $t->wait_leader($part) }
 
 # --- load generators -----------------------------------------------------------
 

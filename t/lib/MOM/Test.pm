@@ -712,6 +712,19 @@ sub leader_of {
     return undef;
 }
 
+# wait_leader(p, seconds): the node that leads partition p once one says so
+# (default: within 10 s), else undef.
+sub wait_leader {
+    my ($self, $p, $secs) = @_;
+    my $deadline = time + ($secs // 10);
+    while (time < $deadline) {
+        my $l = $self->leader_of($p);
+        return $l if $l;
+        sleep 0.1;
+    }
+    return undef;
+}
+
 # wait_ready(seconds, nodes...): every given node (default all) answers the
 # cluster-wide topic list with 200 (every partition has a leader). True on
 # success.
