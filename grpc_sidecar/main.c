@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -39,6 +40,26 @@ typedef struct {
     uv_signal_t sigint;
     int stopping; /* 1: handing leaderships off, 2: stopping */
 } mom_daemon_t;
+
+/*
+ * Each SSE stream holds a descriptor, and libuv silently closes what it
+ * cannot accept: take the hard limit on open files, as nginx's
+ * worker_rlimit_nofile would, instead of the usual soft 1024.
+ */
+static void
+mom_daemon_raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        mom_log_error("cannot raise the open-file limit to %llu",
+                      (unsigned long long)rl.rlim_max);
+    }
+}
 
 static void
 mom_daemon_usage(void)
@@ -111,6 +132,7 @@ main(int argc, char **argv)
     }
     mom_log_level = d.conf.log_level;
     signal(SIGPIPE, SIG_IGN);
+    mom_daemon_raise_nofile();
     mom_grpc_tune();
 
     d.loop = uv_default_loop();

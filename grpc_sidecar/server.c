@@ -32,7 +32,13 @@
 #include "server.h"
 
 #define MOM_SERVER_READ_BUF 65536
-#define MOM_SERVER_BACKLOG 511
+/*
+ * Every SSE stream is a connection of its own, and a Unix socket whose
+ * accept queue is full fails connect() at once (EAGAIN: nginx answers
+ * 502), so a burst of subscribers meeting a busy loop needs a deep queue.
+ * Linux caps it at net.core.somaxconn (4096 since 5.4).
+ */
+#define MOM_SERVER_BACKLOG 65535
 /* How long a graceful close may wait for a peer that does not read. */
 #define MOM_SERVER_LINGER_MS 5000
 /* Bounds of one connection: requests in flight, unwritten output. */

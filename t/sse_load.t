@@ -6,6 +6,11 @@
 # duplicate). The subscribers are 4 processes multiplexing 250 raw sockets
 # each with a lean chunked/SSE decoder (only ids are checked).
 #
+# Every stream is a connection to momd of its own: momd starts under the
+# usual soft limit of 1024 open files (it must take the hard limit), and
+# it is paused while the subscribers connect, so that their connects pile
+# up in its accept queue (one of 511 turned the rest away with 502s).
+#
 # MOM_TEST_SSE_SUBS and MOM_TEST_SSE_MSGS scale it down for quick runs.
 
 use strict;
@@ -22,16 +27,31 @@ my $SUBS = $ENV{MOM_TEST_SSE_SUBS} // 1000;
 my $MSGS = $ENV{MOM_TEST_SSE_MSGS} // 1000;
 my $PROCS = 4;
 
+my $hard = (MOM::Test::open_file_limits($$))[1] // 0;
 my $t = MOM::Test->new(workers => 2, worker_connections => 4096,
-                       synchronous => 'normal');
+                       synchronous => 'normal',
+                       momd_nofile => $hard =~ /^\d+$/ && $hard > 1024
+                                      ? 1024 : undef);
 our $TODO = $t->todo('sse');
 $t->start;
+my @limits = MOM::Test::open_file_limits($t->momd_pid);
+is($limits[0], $limits[1], "momd took the hard limit on open files ($hard)");
 
 my $tok = $t->user_token('alice');
 ok($tok, 'logged in');
 is($t->post('/messages/topics', {name => 'fan'}, token => $tok)->{status},
    200, 'topic created');
 $t->sse_or_stop('/messages/messages/topic/fan');
+
+# Connects waiting in momd's accept queue (ss: a listener's Recv-Q).
+sub momd_connects {
+    my $path = $t->socket_path;
+    for (`ss -xlnH 2>/dev/null`) {
+        my @f = split;
+        return $f[2] if @f > 4 && $f[4] eq $path;
+    }
+    return 0;
+}
 
 my $dir = $t->dir;
 my $port = $t->port;
@@ -125,13 +145,20 @@ sub subscriber {
     close $_->{s} for values %conn;
 }
 
+$t->pause_momd;
 my @subs;
 my $per = int($SUBS / $PROCS);
 for my $p (1 .. $PROCS) {
     my $n = $p == $PROCS ? $SUBS - $per * ($PROCS - 1) : $per;
     push @subs, $t->spawn(sub { subscriber($p, $n) });
 }
+# Until nginx has asked momd for every stream (or 5 s).
 my $t0 = time;
+sleep 0.1 while time - $t0 < 5 && momd_connects() < $SUBS;
+note(sprintf '%d connects to momd queued in %.1f s', momd_connects(),
+             time - $t0);
+$t->resume_momd;
+$t0 = time;
 sleep 0.1 while time - $t0 < 60
     && grep { !-e "$dir/ready.$_" } 1 .. $PROCS;
 ok(!grep({ !-e "$dir/ready.$_" } 1 .. $PROCS), "$SUBS streams open")

@@ -78,6 +78,8 @@ sub new {
         http_extra         => $o{http_extra} // '',
         location_extra     => $o{location_extra} // '',
         momd_extra         => $o{momd_extra} // '',
+        # momd starts under this soft limit on open files (prlimit)
+        momd_nofile        => $o{momd_nofile},
         listen_options     => $o{listen_options} // '',
         owner              => $$,
         crashes            => [],
@@ -277,6 +279,13 @@ sub _spawn {
     return $pid;
 }
 
+# The soft and hard limits on open files of a running process.
+sub open_file_limits {
+    my ($pid) = @_;
+    my $l = read_file_maybe("/proc/$pid/limits") // '';
+    return $l =~ /^Max open files\s+(\S+)\s+(\S+)/m ? ($1, $2) : ();
+}
+
 sub momd_pid  { $_[0]{node}{$_[1] // 1}{momd_pid} }
 sub nginx_pid { $_[0]{node}{$_[1] // 1}{nginx_pid} }
 
@@ -286,8 +295,10 @@ sub start_momd {
     my $n = $self->{node}{$k};
     die "momd of node $k already running\n" if $n->{momd_pid};
     $self->_render_momd($k);
+    my @limit = $self->{momd_nofile}
+        ? ('prlimit', "--nofile=$self->{momd_nofile}:") : ();
     my $pid = $self->_spawn("$n->{dir}/logs/momd.log",
-                            $MOMD, '-c', "$n->{dir}/momd.conf");
+                            @limit, $MOMD, '-c', "$n->{dir}/momd.conf");
     $n->{momd_pid} = $pid;
     my $deadline = time + 10;
     while (time < $deadline) {
