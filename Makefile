@@ -151,7 +151,7 @@ build/bench/store_bench: $(BUILD)/bench/store_bench ;
 
 format:
 	clang-format -i grpc_sidecar/*.c grpc_sidecar/*.cc grpc_sidecar/*.h \
-	    grpc_sidecar/tests/*.c
+	    grpc_sidecar/tests/*.c grpc_sidecar/tests/*.h
 
 clean:
 	rm -rf $(BUILD)

@@ -768,6 +768,7 @@ mom_raft_transfer(mom_raft_t *m, uint32_t group, uint64_t node, uint64_t now_ms)
 {
     mom_raft_group_t *g = mom_raft_find(m, group);
     struct raft_event ev;
+    raft_index match;
     int rv;
 
     if (g == NULL) {
@@ -775,6 +776,12 @@ mom_raft_transfer(mom_raft_t *m, uint32_t group, uint64_t node, uint64_t now_ms)
     }
     if (raft_state(&g->raft) != RAFT_LEADER) {
         return MOM_RAFT_NOT_LEADER;
+    }
+    /* libraft rejects proposals until the target has caught up and won:
+     * up to an election timeout for a node restarted a moment ago. */
+    if (node != 0 && (raft_match_index(&g->raft, node, &match) != 0 ||
+                      match < raft_commit_index(&g->raft))) {
+        return MOM_RAFT_BEHIND;
     }
     group_submit_proposals(g, now_ms);
     memset(&ev, 0, sizeof ev);

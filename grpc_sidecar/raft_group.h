@@ -25,6 +25,7 @@
 #define MOM_RAFT_BAD_MESSAGE 3 /* malformed or out-of-protocol message */
 #define MOM_RAFT_CANT_CHANGE 4 /* a membership change is still pending */
 #define MOM_RAFT_INVALID 5     /* bad arguments */
+#define MOM_RAFT_BEHIND 6      /* transfer target lacks committed entries */
 
 /* Roles for mom_raft_change(). */
 #define MOM_RAFT_REMOVE (-1)
@@ -234,7 +235,11 @@ int mom_raft_leader(const mom_raft_t *m, uint32_t group, uint64_t *leader_id);
 int mom_raft_change(mom_raft_t *m, uint32_t group, uint64_t node, int role,
                     uint64_t now_ms);
 
-/* Leadership transfer to `node` (0: the most up-to-date voter). */
+/*
+ * Leadership transfer to `node` (0: the most up-to-date voter). A node that
+ * lacks committed entries is refused (MOM_RAFT_BEHIND): the group takes no
+ * writes during a transfer, which would last until it caught up.
+ */
 int mom_raft_transfer(mom_raft_t *m, uint32_t group, uint64_t node,
                       uint64_t now_ms);
 

@@ -18,9 +18,7 @@ use MOM::Test;
 use MOM::Test::Ring;
 
 my $t = MOM::Test->new(nodes => 3);
-$t->start;
-ok($t->ok, 'three nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(15), 'every partition has a leader, on every node');
+$t->start_cluster;
 
 # --- leadership ------------------------------------------------------------
 

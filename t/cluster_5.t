@@ -17,9 +17,7 @@ use MOM::Test::Ring;
 use MOM::Test::Frame;
 
 my $t = MOM::Test->new(nodes => 5);
-$t->start;
-ok($t->ok, 'five nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(20), 'every partition has a leader, on every node');
+$t->start_cluster(20);
 
 # A topic and a node that is not among its replicas.
 my ($topic, $outsider, @replicas);

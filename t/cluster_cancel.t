@@ -21,9 +21,7 @@ use MOM::Test::Ring;
 
 my $TOPIC = 'cancelled';
 my $t = MOM::Test->new(nodes => 3);
-$t->start;
-ok($t->ok, 'three nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(15), 'ready');
+$t->start_cluster;
 # A forward to a momd that is down, and momd's restarts, are logged by
 # the others.
 $t->allow_log(qr/connect\(\) to unix:/);

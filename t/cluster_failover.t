@@ -23,9 +23,7 @@ use MOM::Test;
 use MOM::Test::Ring;
 
 my $t = MOM::Test->new(nodes => 3);
-$t->start;
-ok($t->ok, 'three nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(15), 'ready');
+$t->start_cluster;
 # Killed and stopped nodes make the others log failed connections.
 $t->allow_log(qr/connect\(\) to unix:/);
 

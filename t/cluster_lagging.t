@@ -19,9 +19,7 @@ use MOM::Test;
 my $t = MOM::Test->new(nodes => 3,
                        momd_extra => "snapshot_threshold = 16\n"
                                      . "snapshot_trailing = 4\n");
-$t->start;
-ok($t->ok, 'three nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(15), 'ready');
+$t->start_cluster;
 
 my $tok = $t->user_token('alice');
 is($t->post('/messages/topics', {name => 'live'}, token => $tok)->{status},

@@ -21,9 +21,7 @@ my $t = MOM::Test->new(nodes => 3,
                        momd_extra => "snapshot_threshold = 16\n"
                                      . "snapshot_trailing = 4\n"
                                      . "snapshot_trailing_bytes = 0\n");
-$t->start;
-ok($t->ok, 'three nodes started') or BAIL_OUT('cluster did not start');
-ok($t->wait_ready(15), 'ready');
+$t->start_cluster;
 $t->allow_log(qr/connect\(\) to unix:/);
 
 my $tok = $t->user_token('alice');

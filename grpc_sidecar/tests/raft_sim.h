@@ -61,7 +61,7 @@ typedef struct {
     uint64_t next_flush; /* SIM_NEVER: nothing to flush */
     uint64_t sync_done;  /* an off-loop sync ends then (SIM_NEVER: none) */
     uint64_t syncs_started;
-    uint64_t restores;   /* snapshot_restore() calls */
+    uint64_t restores; /* snapshot_restore() calls */
     uint64_t aborted;
     uint64_t stale_applies; /* apply() at or below the applied index */
 } sim_node_t;
@@ -425,20 +425,23 @@ sim_node_open(sim_t *s, sim_node_t *n)
         " data BLOB, PRIMARY KEY (grp, idx));"
         "CREATE TABLE IF NOT EXISTS sm_applied(grp INTEGER PRIMARY KEY,"
         " idx INTEGER);";
-    mom_raft_callbacks_t cb = {
-        n,          cb_send,         cb_apply,         cb_applied_index,
-        cb_aborted, cb_role_changed, cb_snapshot_take, cb_snapshot_restore,
-        NULL,       NULL};
+    mom_raft_callbacks_t cb = {.ctx = n,
+                               .send = cb_send,
+                               .apply = cb_apply,
+                               .applied_index = cb_applied_index,
+                               .aborted = cb_aborted,
+                               .role_changed = cb_role_changed,
+                               .snapshot_take = cb_snapshot_take,
+                               .snapshot_restore = cb_snapshot_restore};
     uint64_t voters[SIM_MAX_NODES];
     unsigned i;
 
     assert_int_equal(sqlite3_open(n->path, &n->db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(n->db,
-                                  s->sync_ms > 0
-                                      ? "PRAGMA journal_mode = WAL;"
-                                        "PRAGMA synchronous = FULL;"
-                                      : "PRAGMA journal_mode = WAL;"
-                                        "PRAGMA synchronous = OFF;",
+                                  s->sync_ms > 0 ? "PRAGMA journal_mode = WAL;"
+                                                   "PRAGMA synchronous = FULL;"
+                                                 : "PRAGMA journal_mode = WAL;"
+                                                   "PRAGMA synchronous = OFF;",
                                   NULL, NULL, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_exec(n->db, schema, NULL, NULL, NULL), SQLITE_OK);

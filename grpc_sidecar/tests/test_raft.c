@@ -395,6 +395,42 @@ test_minority_never_commits(void **state)
     sim_destroy(&s);
 }
 
+/*
+ * A transfer to a follower that lacks committed entries (restarted after
+ * missing some) is refused, and the group goes on taking writes; once the
+ * follower has caught up, the transfer goes through and it leads.
+ */
+static void
+test_transfer_waits_for_catch_up(void **state)
+{
+    sim_t s;
+    size_t n = 300;
+    sim_req_t *r = reqs_new(n, 0, 1);
+    mom_raft_t *leader;
+    uint64_t l, f;
+
+    (void)state;
+    sim_init(&s, 3, 1, 43);
+    sim_start(&s);
+    l = sim_wait_leader(&s, 0, 0, 10 * SEC);
+    leader = s.nodes[l - 1].raft;
+    f = other_than(&s, l, 0);
+    sim_crash(&s, f);
+    submit_all(&s, l, r, 200, 50, 5);
+    assert_int_equal(settle(&s, r, 200, 10 * SEC), 200);
+    sim_restart(&s, f);
+    assert_int_equal(mom_raft_transfer(leader, 0, f, s.now), MOM_RAFT_BEHIND);
+    submit_all(&s, l, r + 200, n - 200, 50, 5);
+    assert_int_equal(settle(&s, r, n, 10 * SEC), n);
+    sim_run(&s, SEC);
+    assert_int_equal(mom_raft_transfer(leader, 0, f, s.now), MOM_RAFT_OK);
+    sim_mark_flush(&s, &s.nodes[l - 1]);
+    assert_int_equal(sim_wait_leader(&s, 0, l, 5 * SEC), f);
+    assert_int_equal(sim_check_same(&s, 0), n);
+    free(r);
+    sim_destroy(&s);
+}
+
 static void
 test_follower_restart_catches_up_from_log(void **state)
 {
@@ -1044,6 +1080,7 @@ main(void)
         cmocka_unit_test(test_follower_catches_up_from_snapshot),
         cmocka_unit_test(test_follower_far_behind_catches_up_from_log),
         cmocka_unit_test(test_trailing_capped),
+        cmocka_unit_test(test_transfer_waits_for_catch_up),
         cmocka_unit_test(test_many_groups_group_commit),
         cmocka_unit_test(test_aborted_on_leadership_loss),
         cmocka_unit_test(test_whole_cluster_restart),

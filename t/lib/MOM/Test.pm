@@ -266,6 +266,19 @@ sub start {
 
 sub ok { $_[0]{started_ok} }
 
+# start_cluster(seconds): start every node (bail out of the test file if
+# one does not start), then pass once every node answers, i.e. every
+# partition has a leader (default: within 15 s).
+sub start_cluster {
+    my ($self, $secs) = @_;
+    $self->start;
+    Test::More::ok($self->ok, "$self->{nodes} nodes started")
+        or Test::More::BAIL_OUT('cluster did not start');
+    Test::More::ok($self->wait_ready($secs // 15),
+                   'every partition has a leader, on every node');
+    return $self;
+}
+
 sub _spawn {
     my ($self, $log, @cmd) = @_;
     my $pid = fork // die "fork: $!";
