@@ -84,6 +84,20 @@ mom_ops_content_valid(const void *data, size_t len, size_t max)
 
 static void mom_op_wipe_password(mom_op_t *op);
 
+/* Into ops->multiplexed, where an OP_CANCEL finds it (id != 0). */
+static void
+mom_ops_list(mom_op_t *op)
+{
+    if (op->id == 0) {
+        return;
+    }
+    op->mux_next = op->ops->multiplexed;
+    if (op->mux_next != NULL) {
+        op->mux_next->mux_prev = op;
+    }
+    op->ops->multiplexed = op;
+}
+
 /* Out of ops->multiplexed (answered, or handed over). */
 static void
 mom_ops_unlist(mom_op_t *op)
@@ -639,13 +653,7 @@ mom_ops_handle(void *data, mom_conn_t *conn, uint64_t id, Mom__Request *req)
     op->conn = conn;
     op->id = id;
     op->req = req;
-    if (id != 0) {
-        op->mux_next = ops->multiplexed;
-        if (ops->multiplexed != NULL) {
-            ops->multiplexed->mux_prev = op;
-        }
-        ops->multiplexed = op;
-    }
+    mom_ops_list(op);
     if (id != 0 && req->op == MOM__OP__OP_SUBSCRIBE) {
         /* A stream takes the whole connection: not among others. */
         mom_op_error(op, 400, "Subscriptions cannot be multiplexed");

@@ -654,13 +654,12 @@ mom_raft_store_read(mom_raft_store_t *s, uint32_t grp, uint64_t first,
         }
         sp = group_of(s, grp);
         if (!sp->stale) {
-            for (size_t i = 0; rv == 0 && i < sp->n; i++) {
+            /* in index order: the scan read the table in key order */
+            for (size_t i = 0;
+                 rv == 0 && i < sp->n && sp->entries[i].index <= last; i++) {
                 const log_meta_t *e = &sp->entries[i];
 
-                if (e->index <= last) {
-                    rv = fn(arg, e->index, e->term, e->type, e->conf,
-                            e->conf_len);
-                }
+                rv = fn(arg, e->index, e->term, e->type, e->conf, e->conf_len);
             }
             span_stale(s, grp);
             return rv;

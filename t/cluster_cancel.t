@@ -68,7 +68,7 @@ is($r->{status}, 200, 'history read');
 my @contents = map { $_->{content} } @{($r->{json} // {})->{messages} // []};
 is_deeply([grep { /^(waited|given-up)$/ } @contents], ['waited'],
           'the waited publish is applied, the cancelled one is not');
-my $log = MOM::Test::read_file_maybe($t->momd_log($up)) // '';
+my $log = MOM::Test::read_file_maybe($t->momd_log($up));
 like($log, qr/request 5: its client is gone, not retried/,
      'momd says it gave the cancelled request up');
 

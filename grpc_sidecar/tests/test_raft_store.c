@@ -28,7 +28,7 @@ typedef struct {
     mom_raft_store_t *s;
 } fixture_t;
 
-/* What a read returned, in order: "grp:idx:term:data" lines. */
+/* What a read returned, in order: "idx:term:data " items. */
 typedef struct {
     char text[4096];
     size_t n;

@@ -295,7 +295,7 @@ sub _spawn {
 # The soft and hard limits on open files of a running process.
 sub open_file_limits {
     my ($pid) = @_;
-    my $l = read_file_maybe("/proc/$pid/limits") // '';
+    my $l = read_file_maybe("/proc/$pid/limits");
     return $l =~ /^Max open files\s+(\S+)\s+(\S+)/m ? ($1, $2) : ();
 }
 
