@@ -69,6 +69,7 @@ typedef struct {
     uint64_t dropped;
     uint64_t up_since;   /* first message heard after silence; 0: down */
     uint64_t last_heard; /* last Raft message from this member */
+    mom_peer_srv *srv;   /* its RaftStream to us, once a batch came */
 } mom_dest_t;
 
 /* A Subscribe being served (relay.c). */
@@ -164,6 +165,7 @@ mom_cluster_raft_ended(void *ctx, grpc_status_code status, const char *detail)
     mom_log_debug("raft stream to node %u: %d %s", d->id, (int)status, detail);
     d->raft = NULL;
     d->up_since = 0;
+    mom_forward_lost(d->cl->fw, d->id);
 }
 
 /* The receiver acknowledges the batches that ask for it, in order (and
@@ -191,6 +193,7 @@ mom_cluster_raft_check(mom_dest_t *d)
     mom_peer_stream_cancel(d->raft); /* no callback after this */
     d->raft = NULL;
     d->up_since = 0;
+    mom_forward_lost(d->cl->fw, d->id);
 }
 
 static const mom_peer_stream_cbs mom_cluster_raft_cbs = {
@@ -233,8 +236,9 @@ mom_cluster_raft_send(mom_dest_t *d)
     uint64_t now = uv_now(cl->loop);
     uint8_t *buf;
     size_t len;
+    bool written;
 
-    if (d->n == 0 || cl->stopped) {
+    if ((d->n == 0 && !mom_forward_queued(cl->fw, d->id)) || cl->stopped) {
         return;
     }
     if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 1) {
@@ -243,9 +247,10 @@ mom_cluster_raft_send(mom_dest_t *d)
          * this one grows meanwhile. */
         return;
     }
-    msgs = calloc(d->n, sizeof(*msgs));
-    ptrs = calloc(d->n, sizeof(*ptrs));
-    if (msgs == NULL || ptrs == NULL) {
+    msgs = calloc(d->n + 1, sizeof(*msgs));
+    ptrs = calloc(d->n + 1, sizeof(*ptrs));
+    if (msgs == NULL || ptrs == NULL ||
+        mom_forward_fill(cl->fw, d->id, &batch) != 0) {
         free(msgs);
         free(ptrs);
         mom_cluster_raft_clear(d);
@@ -285,16 +290,19 @@ mom_cluster_raft_send(mom_dest_t *d)
     free(msgs);
     free(ptrs);
     mom_cluster_raft_clear(d);
-    if (buf == NULL) {
-        return;
-    }
-    if (d->raft == NULL || mom_peer_stream_write(d->raft, buf, len) != 0) {
+    written = buf != NULL && d->raft != NULL &&
+              mom_peer_stream_write(d->raft, buf, len) == 0;
+    mom_forward_filled(cl->fw, d->id, written);
+    if (!written) {
         d->dropped++; /* not reading, or stopping: Raft sends again */
     } else if (!batch.no_ack) {
         d->ack_asked = now;
         d->stall_since = now;
     }
-    free(buf);
+    if (buf != NULL) {
+        memset(buf, 0, len); /* a forwarded request may hold a password */
+        free(buf);
+    }
 }
 
 static void
@@ -308,20 +316,38 @@ mom_cluster_raft_flush(void *ctx)
     }
 }
 
-/* Hands a RaftBatch's messages to their groups; how many were taken. */
+/* Hands a RaftBatch's messages to their groups (how many were taken),
+ * and what it carries to forward.c. *from: the sending member, if any. */
 static uint32_t
 mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
-                         bool *ok, bool *no_ack)
+                         bool *ok, bool *no_ack, mom_dest_t **from)
 {
     Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
     uint32_t accepted = 0;
+    mom_dest_t *d;
 
     *ok = batch != NULL;
     *no_ack = false;
+    *from = NULL;
     if (batch == NULL) {
         return 0;
     }
     *no_ack = batch->no_ack;
+    d = batch->from_node != mom_placement_self(cl->pl)
+            ? mom_cluster_dest(cl, batch->from_node)
+            : NULL;
+    if (d != NULL && batch->to_node == mom_placement_self(cl->pl)) {
+        *from = d;
+        mom_forward_answered(cl->fw, d->id, batch->responses,
+                             batch->n_responses);
+        mom_forward_serve_carried(cl->fw, d->id, batch->requests,
+                                  batch->n_requests);
+        /* The buffers may hold a password. */
+        for (size_t i = 0; i < batch->n_requests; i++) {
+            memset(batch->requests[i]->request.data, 0,
+                   batch->requests[i]->request.len);
+        }
+    }
     if (batch->to_node == mom_placement_self(cl->pl)) {
         mom_cluster_heard(cl, batch->from_node);
         for (size_t i = 0; i < batch->n_messages; i++) {
@@ -346,11 +372,12 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
                           mom_peer_srv *call)
 {
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
+    mom_dest_t *from;
     uint8_t out[16];
     bool ok, no_ack;
 
     /* A unary call is always answered, whatever no_ack says. */
-    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack);
+    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack, &from);
     if (!ok) {
         mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
                        "undecodable RaftBatch");
@@ -360,6 +387,21 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
     mom_peer_reply(call, GRPC_STATUS_OK, out, len, NULL);
 }
 
+/* A member's RaftStream to us ended: the answers to our requests that
+ * were on it are lost. */
+static bool
+mom_cluster_srv_gone(mom_cluster_t *cl, mom_peer_srv *call)
+{
+    for (size_t i = 0; i < cl->n_dests; i++) {
+        if (cl->dests[i].srv == call) {
+            cl->dests[i].srv = NULL;
+            mom_forward_lost(cl->fw, cl->dests[i].id);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* A RaftBatch on a RaftStream. */
 static void
 mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
@@ -367,6 +409,7 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
 {
     mom_cluster_t *cl = ctx;
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
+    mom_dest_t *from;
     uint8_t out[16];
     bool ok, no_ack;
 
@@ -374,8 +417,12 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack);
+    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack, &from);
+    if (from != NULL) {
+        from->srv = call; /* the answers to our requests come here */
+    }
     if (!ok) {
+        mom_cluster_srv_gone(cl, call);
         mom_peer_stream_end(call, GRPC_STATUS_INVALID_ARGUMENT,
                             "undecodable RaftBatch");
         return;
@@ -385,6 +432,7 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
     }
     if (mom_peer_stream_send(call, out, mom__raft_ack__pack(&ack, out)) != 0) {
         /* The sender does not read its acknowledgements. */
+        mom_cluster_srv_gone(cl, call);
         mom_peer_stream_end(call, GRPC_STATUS_RESOURCE_EXHAUSTED,
                             "acknowledgements not read");
     }
@@ -626,7 +674,7 @@ mom_cluster_closed(void *ctx, mom_peer_srv *call)
     mom_cluster_t *cl = ctx;
     mom_stream_served_t *s;
 
-    if (mom_forward_closed(cl->fw, call)) {
+    if (mom_forward_closed(cl->fw, call) || mom_cluster_srv_gone(cl, call)) {
         return;
     }
     for (s = cl->served; s != NULL; s = s->next) {
@@ -655,12 +703,10 @@ int
 mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
                     int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
 {
-    mom_peer_channel *ch = mom_cluster_channel(cl, node);
-
-    if (ch == NULL) {
+    if (mom_cluster_channel(cl, node) == NULL) {
         return -1;
     }
-    return mom_forward_send(cl->fw, ch, req, deadline_ms, cb, ctx);
+    return mom_forward_send(cl->fw, node, req, deadline_ms, cb, ctx);
 }
 
 mom_peer_stream *
@@ -719,7 +765,7 @@ mom_cluster_start(uv_loop_t *loop, const mom_conf_t *conf,
     cl->leads = calloc(mom_placement_partitions(pl), sizeof(bool));
     cl->lead_since = calloc(mom_placement_partitions(pl), sizeof(uint64_t));
     cl->dests = calloc(n, sizeof(*cl->dests));
-    cl->fw = mom_forward_new(loop, ops);
+    cl->fw = mom_forward_new(loop, ops, mom_cluster_raft_flush, cl);
     plen = strlen(conf->data_dir) + sizeof("/status");
     cl->status_path = malloc(plen);
     if (cl->leads == NULL || cl->lead_since == NULL || cl->dests == NULL ||

@@ -1,20 +1,23 @@
 /*
  * Forwarded requests, both ways (forward.h).
  *
- * Client side: mom_cluster_forward packs the request into the queue of its
- * destination; a uv_prepare handle (before the loop polls) and a uv_check
- * handle (after the I/O callbacks) send each non-empty queue as one
- * ForwardBatch call, so that the requests read from nginx in one loop
- * iteration cost one gRPC call per leader instead of one each. The call's
- * deadline is the earliest of its requests'; a failed call fails each of
- * its requests with the call's status (route.c retries them; mutations
- * keep their idempotency keys).
+ * Client side: mom_cluster_forward packs the request, numbers it and
+ * queues it for its member; the request rides the next RaftBatch this node
+ * writes on its Raft stream to that member (cluster.c asks with
+ * mom_forward_fill; a uv_prepare handle, before the loop polls, and a
+ * uv_check handle, after the I/O callbacks, make cluster.c write the
+ * queues that hold anything). The member's answers come back in the
+ * RaftBatches it writes to us (mom_forward_answered), matched by number.
+ * A request fails with UNAVAILABLE when either stream breaks (it may or
+ * may not have been served: route.c retries it, and mutations keep their
+ * idempotency keys) and with DEADLINE_EXCEEDED at its deadline.
  *
  * Server side: every request of a batch becomes its own operation
- * (mom_ops_forwarded) with a handle (mom_served_t) into the batch; the call
- * is answered when the last of them is, with the answers in request order.
- * The requests of a batch arrived together and are submitted together, so
- * they usually commit in the same flush: waiting for the last costs little.
+ * (mom_ops_forwarded) with a handle (mom_served_t) into the batch. A
+ * request that came on a Raft stream is answered on ours to its sender,
+ * as soon as its answer is ready; a ForwardBatch call (sent by momds
+ * before the Raft stream carried requests) is answered when the last of
+ * its requests is, with the answers in request order.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,34 +26,48 @@
 #include "log.h"
 #include "peer.pb-c.h"
 
-/* A batch is sent at once when it reaches either bound. */
-#define MOM_FORWARD_BATCH_MAX 256
-#define MOM_FORWARD_BATCH_BYTES (1024 * 1024)
+/* A batch carries at most this many bytes of requests and of answers (one
+ * larger item goes alone): with the Raft queue's 8 MiB, a RaftBatch stays
+ * below the transport's 16 MiB message limit. */
+#define MOM_FORWARD_CARRY_BYTES (4 * 1024 * 1024)
+/* Deadlines of requests waiting for their answers are checked this often
+ * (a forward's deadline is at least 100 ms). */
+#define MOM_FORWARD_TICK_MS 25
+
+/* A packed request or answer waiting for the next RaftBatch. */
+typedef struct {
+    uint64_t id;
+    uint8_t *buf; /* a request may hold a password: wiped */
+    size_t len;
+} mom_fwd_item_t;
 
 typedef struct {
+    mom_fwd_item_t *v;
+    size_t n, cap, bytes;
+} mom_fwd_items_t;
+
+/* A forwarded request waiting for its answer. */
+typedef struct mom_fwd_wait_s mom_fwd_wait_t;
+struct mom_fwd_wait_s {
+    mom_fwd_wait_t *next;
+    uint64_t id;
+    uint64_t deadline;
+    grpc_status_code status; /* once failed */
     mom_cluster_forward_cb cb;
     void *ctx;
-    uint8_t *req; /* packed mom.Request; may hold a password: wiped */
-    size_t len;
-} mom_fwd_out_t;
-
-typedef struct {
-    mom_forward_t *fw;
-    mom_peer_channel *ch;
-    mom_fwd_out_t *q;
-    size_t n, cap, bytes;
-    uint64_t deadline; /* the earliest of the queued requests' */
-} mom_fwd_queue_t;
-
-/* A ForwardBatch call in flight (or that could not be sent): who waits
- * for which answer. */
-typedef struct mom_fwd_call_s mom_fwd_call_t;
-struct mom_fwd_call_s {
-    mom_fwd_call_t *next; /* in the list of failed calls */
-    grpc_status_code status;
-    size_t n;
-    mom_fwd_out_t *out;
 };
+
+/* What this node exchanges with one member. */
+typedef struct {
+    uint32_t node;
+    mom_fwd_items_t requests;    /* to send */
+    mom_fwd_items_t answers;     /* to send */
+    mom_fwd_wait_t *head, *tail; /* queued or sent, oldest first */
+    /* What mom_forward_fill lent to the batch being packed. */
+    size_t n_req, n_ans;
+    Mom__CarriedRequest *req_msgs, **req_ptrs;
+    Mom__CarriedResponse *ans_msgs, **ans_ptrs;
+} mom_fwd_peer_t;
 
 typedef struct mom_fwd_srv_s mom_fwd_srv_t;
 
@@ -58,18 +75,21 @@ typedef struct mom_fwd_srv_s mom_fwd_srv_t;
 struct mom_served_s {
     mom_fwd_srv_t *b;
     mom_op_t *op;  /* attached operation until answered or detached */
-    uint8_t *resp; /* packed mom.Response once answered */
+    uint64_t id;   /* the sender's number (carried requests) */
+    uint8_t *resp; /* packed mom.Response once answered (calls) */
     size_t len;
     bool answered;
 };
 
-/* One served Forward or ForwardBatch call. */
+/* The requests of one served Forward or ForwardBatch call, or of one
+ * RaftBatch (call NULL). */
 struct mom_fwd_srv_s {
     mom_fwd_srv_t *prev, *next;
     mom_forward_t *fw;
     mom_peer_srv *call;
-    bool batch;  /* ForwardBatch: answers wrapped in ForwardResponses */
-    bool failed; /* an answer could not be packed */
+    uint32_t origin; /* carried: the node that sent them */
+    bool batch;      /* ForwardBatch: answers wrapped in ForwardResponses */
+    bool failed;     /* an answer could not be packed */
     size_t n, left;
     mom_served_t items[];
 };
@@ -77,175 +97,168 @@ struct mom_fwd_srv_s {
 struct mom_forward_s {
     uv_loop_t *loop;
     mom_ops_t *ops;
-    mom_fwd_queue_t *queues; /* one per destination channel */
-    size_t n_queues;
+    void (*flush)(void *ctx); /* writes the queues (cluster.c) */
+    void *flush_ctx;
+    mom_fwd_peer_t **peers; /* one per member exchanged with */
+    size_t n_peers;
+    uint64_t next_id;
+    size_t waiting;
     mom_fwd_srv_t *served;
-    mom_fwd_call_t *failed; /* not sent: reported from prepare/check */
+    mom_fwd_wait_t *failed; /* reported from prepare/check/timer */
     uv_prepare_t prepare;
     uv_check_t check;
+    uv_timer_t timer;
     int open_handles;
     bool stopped;
 };
 
+/* --- queues --- */
+
+static void
+mom_fwd_item_free(mom_fwd_item_t *it)
+{
+    if (it->buf != NULL) {
+        memset(it->buf, 0, it->len);
+        free(it->buf);
+        it->buf = NULL;
+    }
+}
+
+/* Takes buf (malloc'ed) into items; -1 when out of memory (buf freed). */
+static int
+mom_fwd_items_push(mom_fwd_items_t *items, uint64_t id, uint8_t *buf,
+                   size_t len)
+{
+    mom_fwd_item_t *v;
+
+    if (items->n == items->cap) {
+        size_t cap = items->cap ? items->cap * 2 : 16;
+
+        v = realloc(items->v, cap * sizeof(*v));
+        if (v == NULL) {
+            memset(buf, 0, len);
+            free(buf);
+            return -1;
+        }
+        items->v = v;
+        items->cap = cap;
+    }
+    items->v[items->n].id = id;
+    items->v[items->n].buf = buf;
+    items->v[items->n].len = len;
+    items->n++;
+    items->bytes += len;
+    return 0;
+}
+
+/* Frees the first n items (those a batch carried). */
+static void
+mom_fwd_items_shift(mom_fwd_items_t *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        items->bytes -= items->v[i].len;
+        mom_fwd_item_free(&items->v[i]);
+    }
+    items->n -= n;
+    memmove(items->v, items->v + n, items->n * sizeof(items->v[0]));
+}
+
+static mom_fwd_peer_t *
+mom_fwd_peer(mom_forward_t *fw, uint32_t node, bool create)
+{
+    mom_fwd_peer_t **peers, *p;
+
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        if (fw->peers[i]->node == node) {
+            return fw->peers[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    peers = realloc(fw->peers, (fw->n_peers + 1) * sizeof(*peers));
+    if (peers == NULL) {
+        return NULL;
+    }
+    fw->peers = peers;
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+        return NULL;
+    }
+    p->node = node;
+    fw->peers[fw->n_peers++] = p;
+    return p;
+}
+
 /* --- client side --- */
 
+/* Fails every request waiting on p, and drops those not sent yet. */
 static void
-mom_fwd_out_free(mom_fwd_out_t *o)
+mom_fwd_fail_all(mom_forward_t *fw, mom_fwd_peer_t *p, grpc_status_code st)
 {
-    if (o->req != NULL) {
-        memset(o->req, 0, o->len);
-        free(o->req);
-        o->req = NULL;
+    mom_fwd_wait_t *w;
+
+    while ((w = p->head) != NULL) {
+        p->head = w->next;
+        w->status = st;
+        w->next = fw->failed;
+        fw->failed = w;
+        fw->waiting--;
     }
+    p->tail = NULL;
+    mom_fwd_items_shift(&p->requests, p->requests.n);
 }
 
-static void
-mom_fwd_call_free(mom_fwd_call_t *c)
-{
-    for (size_t i = 0; i < c->n; i++) {
-        mom_fwd_out_free(&c->out[i]);
-    }
-    free(c->out);
-    free(c);
-}
-
-static void
-mom_fwd_done(void *ctx, grpc_status_code status, const char *detail,
-             const uint8_t *buf, size_t len)
-{
-    mom_fwd_call_t *c = ctx;
-    Mom__ForwardResponses *replies = NULL;
-    Mom__Response *resp;
-    grpc_status_code st;
-
-    if (status == GRPC_STATUS_OK) {
-        replies = mom__forward_responses__unpack(NULL, len, buf);
-    } else {
-        mom_log_debug("forward batch of %zu: gRPC status %d %s", c->n,
-                      (int)status, detail);
-    }
-    for (size_t i = 0; i < c->n; i++) {
-        resp = NULL;
-        st = status;
-        if (st == GRPC_STATUS_OK) {
-            if (replies != NULL && i < replies->n_responses) {
-                resp = mom__response__unpack(NULL, replies->responses[i].len,
-                                             replies->responses[i].data);
-            }
-            if (resp == NULL) {
-                st = GRPC_STATUS_INTERNAL;
-            }
-        }
-        c->out[i].cb(c->out[i].ctx, st, resp);
-        if (resp != NULL) {
-            mom__response__free_unpacked(resp, NULL);
-        }
-    }
-    if (replies != NULL) {
-        mom__forward_responses__free_unpacked(replies, NULL);
-    }
-    mom_fwd_call_free(c);
-}
-
-/* Calls that could not be sent fail here, outside of any caller of
+/* Failures are reported here, outside of any caller of
  * mom_cluster_forward (its callback is always made later). */
 static void
 mom_fwd_report_failed(mom_forward_t *fw)
 {
-    mom_fwd_call_t *c;
+    mom_fwd_wait_t *w;
 
-    while ((c = fw->failed) != NULL) {
-        fw->failed = c->next;
-        for (size_t i = 0; i < c->n; i++) {
-            mom_fwd_out_free(&c->out[i]);
-        }
-        for (size_t i = 0; i < c->n; i++) {
-            c->out[i].cb(c->out[i].ctx, c->status, NULL);
-        }
-        mom_fwd_call_free(c);
+    while ((w = fw->failed) != NULL) {
+        fw->failed = w->next;
+        w->cb(w->ctx, w->status, NULL);
+        free(w);
     }
-}
-
-/* Takes q's requests into a call of their own (NULL: out of memory, they
- * stay queued). */
-static mom_fwd_call_t *
-mom_fwd_queue_take(mom_fwd_queue_t *q)
-{
-    mom_fwd_call_t *c = malloc(sizeof(*c));
-
-    if (c == NULL) {
-        return NULL;
-    }
-    c->next = NULL;
-    c->status = GRPC_STATUS_OK;
-    c->n = q->n;
-    c->out = q->q;
-    q->q = NULL;
-    q->n = q->cap = q->bytes = 0;
-    return c;
 }
 
 static void
-mom_fwd_call_failed(mom_forward_t *fw, mom_fwd_call_t *c,
-                    grpc_status_code status)
+mom_fwd_on_timer(uv_timer_t *t)
 {
-    c->status = status;
-    c->next = fw->failed;
-    fw->failed = c;
-}
+    mom_forward_t *fw = t->data;
+    uint64_t now = uv_now(fw->loop);
+    mom_fwd_wait_t **pp, *w, *last;
 
-/* Sends what q holds as one call; its callers are answered later. */
-static void
-mom_fwd_queue_send(mom_fwd_queue_t *q)
-{
-    Mom__ForwardRequests batch = MOM__FORWARD_REQUESTS__INIT;
-    uint64_t now = uv_now(q->fw->loop);
-    ProtobufCBinaryData *reqs;
-    mom_fwd_call_t *c;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int deadline, rc = -1;
-
-    if (q->n == 0) {
-        return;
-    }
-    deadline = q->deadline > now ? (int)(q->deadline - now) : 1;
-    if ((c = mom_fwd_queue_take(q)) == NULL) {
-        return;
-    }
-    reqs = malloc(c->n * sizeof(*reqs));
-    if (reqs != NULL) {
-        for (size_t i = 0; i < c->n; i++) {
-            reqs[i].data = c->out[i].req;
-            reqs[i].len = c->out[i].len;
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        last = NULL;
+        for (pp = &fw->peers[i]->head; (w = *pp) != NULL;) {
+            if (w->deadline > now) {
+                last = w;
+                pp = &w->next;
+                continue;
+            }
+            *pp = w->next;
+            w->status = GRPC_STATUS_DEADLINE_EXCEEDED;
+            w->next = fw->failed;
+            fw->failed = w;
+            fw->waiting--;
         }
-        batch.n_requests = c->n;
-        batch.requests = reqs;
-        len = mom__forward_requests__get_packed_size(&batch);
-        buf = malloc(len);
+        fw->peers[i]->tail = last;
     }
-    if (buf != NULL) {
-        mom__forward_requests__pack(&batch, buf);
-        rc = mom_peer_call(q->ch, MOM_PEER_PATH_FORWARD_BATCH, buf, len,
-                           deadline, mom_fwd_done, c);
-        memset(buf, 0, len); /* may hold a password */
+    if (fw->waiting == 0) {
+        uv_timer_stop(&fw->timer);
     }
-    free(buf);
-    free(reqs);
-    for (size_t i = 0; i < c->n; i++) {
-        mom_fwd_out_free(&c->out[i]); /* only the callbacks are needed */
-    }
-    if (rc != 0) {
-        /* Not sent (stopping, too many calls, memory): route.c retries. */
-        mom_fwd_call_failed(q->fw, c, GRPC_STATUS_UNAVAILABLE);
-    }
+    mom_fwd_report_failed(fw);
 }
 
 static void
 mom_fwd_flush(mom_forward_t *fw)
 {
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        mom_fwd_queue_send(&fw->queues[i]);
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        if (fw->peers[i]->requests.n > 0 || fw->peers[i]->answers.n > 0) {
+            fw->flush(fw->flush_ctx);
+            break;
+        }
     }
     mom_fwd_report_failed(fw);
 }
@@ -262,71 +275,196 @@ mom_fwd_on_check(uv_check_t *h)
     mom_fwd_flush(h->data);
 }
 
-static mom_fwd_queue_t *
-mom_fwd_queue(mom_forward_t *fw, mom_peer_channel *ch)
+int
+mom_forward_send(mom_forward_t *fw, uint32_t node, const Mom__Request *req,
+                 int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
 {
-    mom_fwd_queue_t *q;
+    mom_fwd_peer_t *p;
+    mom_fwd_wait_t *w;
+    size_t len;
+    uint8_t *buf;
 
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        if (fw->queues[i].ch == ch) {
-            return &fw->queues[i];
+    if (fw->stopped || (p = mom_fwd_peer(fw, node, true)) == NULL) {
+        return -1;
+    }
+    len = mom__request__get_packed_size(req);
+    w = malloc(sizeof(*w));
+    buf = malloc(len > 0 ? len : 1);
+    if (w == NULL || buf == NULL) {
+        free(w);
+        free(buf);
+        return -1;
+    }
+    mom__request__pack(req, buf);
+    w->id = ++fw->next_id;
+    if (mom_fwd_items_push(&p->requests, w->id, buf, len) != 0) {
+        free(w);
+        return -1;
+    }
+    w->next = NULL;
+    w->deadline =
+        uv_now(fw->loop) + (uint64_t)(deadline_ms > 0 ? deadline_ms : 1);
+    w->status = GRPC_STATUS_OK;
+    w->cb = cb;
+    w->ctx = ctx;
+    if (p->tail != NULL) {
+        p->tail->next = w;
+    } else {
+        p->head = w;
+    }
+    p->tail = w;
+    if (fw->waiting++ == 0) {
+        uv_timer_start(&fw->timer, mom_fwd_on_timer, MOM_FORWARD_TICK_MS,
+                       MOM_FORWARD_TICK_MS);
+    }
+    return 0;
+}
+
+bool
+mom_forward_queued(const mom_forward_t *fw, uint32_t node)
+{
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        if (fw->peers[i]->node == node) {
+            return fw->peers[i]->requests.n > 0 || fw->peers[i]->answers.n > 0;
         }
     }
-    q = realloc(fw->queues, (fw->n_queues + 1) * sizeof(*q));
-    if (q == NULL) {
-        return NULL;
+    return false;
+}
+
+/* How many of items fit in one batch (at least one). */
+static size_t
+mom_fwd_items_fit(const mom_fwd_items_t *items)
+{
+    size_t n = 0, bytes = 0;
+
+    while (n < items->n &&
+           (n == 0 || bytes + items->v[n].len <= MOM_FORWARD_CARRY_BYTES)) {
+        bytes += items->v[n++].len;
     }
-    fw->queues = q;
-    q = &fw->queues[fw->n_queues++];
-    memset(q, 0, sizeof(*q));
-    q->fw = fw;
-    q->ch = ch;
-    return q;
+    return n;
 }
 
 int
-mom_forward_send(mom_forward_t *fw, mom_peer_channel *ch,
-                 const Mom__Request *req, int deadline_ms,
-                 mom_cluster_forward_cb cb, void *ctx)
+mom_forward_fill(mom_forward_t *fw, uint32_t node, Mom__RaftBatch *batch)
 {
-    mom_fwd_queue_t *q;
-    mom_fwd_out_t *o;
-    uint64_t deadline;
-    size_t len;
+    mom_fwd_peer_t *p = mom_fwd_peer(fw, node, false);
+    size_t nr, na;
 
-    if (fw->stopped || (q = mom_fwd_queue(fw, ch)) == NULL) {
+    if (p == NULL) {
+        return 0;
+    }
+    nr = mom_fwd_items_fit(&p->requests);
+    na = mom_fwd_items_fit(&p->answers);
+    if (nr > 0) {
+        p->req_msgs = calloc(nr, sizeof(*p->req_msgs));
+        p->req_ptrs = calloc(nr, sizeof(*p->req_ptrs));
+    }
+    if (na > 0) {
+        p->ans_msgs = calloc(na, sizeof(*p->ans_msgs));
+        p->ans_ptrs = calloc(na, sizeof(*p->ans_ptrs));
+    }
+    if ((nr > 0 && (p->req_msgs == NULL || p->req_ptrs == NULL)) ||
+        (na > 0 && (p->ans_msgs == NULL || p->ans_ptrs == NULL))) {
+        mom_forward_filled(fw, node, false);
         return -1;
     }
-    if (q->n == q->cap) {
-        size_t cap = q->cap ? q->cap * 2 : 16;
-
-        o = realloc(q->q, cap * sizeof(*o));
-        if (o == NULL) {
-            return -1;
-        }
-        q->q = o;
-        q->cap = cap;
+    for (size_t i = 0; i < nr; i++) {
+        mom__carried_request__init(&p->req_msgs[i]);
+        p->req_msgs[i].id = p->requests.v[i].id;
+        p->req_msgs[i].request.data = p->requests.v[i].buf;
+        p->req_msgs[i].request.len = p->requests.v[i].len;
+        p->req_ptrs[i] = &p->req_msgs[i];
     }
-    len = mom__request__get_packed_size(req);
-    o = &q->q[q->n];
-    o->req = malloc(len > 0 ? len : 1);
-    if (o->req == NULL) {
-        return -1;
+    for (size_t i = 0; i < na; i++) {
+        mom__carried_response__init(&p->ans_msgs[i]);
+        p->ans_msgs[i].id = p->answers.v[i].id;
+        p->ans_msgs[i].response.data = p->answers.v[i].buf;
+        p->ans_msgs[i].response.len = p->answers.v[i].len;
+        p->ans_ptrs[i] = &p->ans_msgs[i];
     }
-    mom__request__pack(req, o->req);
-    o->len = len;
-    o->cb = cb;
-    o->ctx = ctx;
-    deadline = uv_now(fw->loop) + (uint64_t)(deadline_ms > 0 ? deadline_ms : 1);
-    if (q->n == 0 || deadline < q->deadline) {
-        q->deadline = deadline;
-    }
-    q->n++;
-    q->bytes += len;
-    if (q->n >= MOM_FORWARD_BATCH_MAX || q->bytes >= MOM_FORWARD_BATCH_BYTES) {
-        mom_fwd_queue_send(q);
-    }
+    p->n_req = nr;
+    p->n_ans = na;
+    batch->n_requests = nr;
+    batch->requests = p->req_ptrs;
+    batch->n_responses = na;
+    batch->responses = p->ans_ptrs;
     return 0;
+}
+
+void
+mom_forward_filled(mom_forward_t *fw, uint32_t node, bool written)
+{
+    mom_fwd_peer_t *p = mom_fwd_peer(fw, node, false);
+
+    if (p == NULL) {
+        return;
+    }
+    mom_fwd_items_shift(&p->requests, p->n_req);
+    mom_fwd_items_shift(&p->answers, p->n_ans);
+    p->n_req = p->n_ans = 0;
+    free(p->req_msgs);
+    free(p->req_ptrs);
+    free(p->ans_msgs);
+    free(p->ans_ptrs);
+    p->req_msgs = NULL;
+    p->req_ptrs = NULL;
+    p->ans_msgs = NULL;
+    p->ans_ptrs = NULL;
+    if (!written) {
+        /* Its requests are lost, and we cannot tell which were sent
+         * before: route.c retries them all. */
+        mom_fwd_fail_all(fw, p, GRPC_STATUS_UNAVAILABLE);
+    }
+}
+
+void
+mom_forward_lost(mom_forward_t *fw, uint32_t node)
+{
+    mom_fwd_peer_t *p = mom_fwd_peer(fw, node, false);
+
+    if (p != NULL && p->head != NULL) {
+        mom_log_debug("forwards to node %u: stream lost", node);
+        mom_fwd_fail_all(fw, p, GRPC_STATUS_UNAVAILABLE);
+    }
+}
+
+void
+mom_forward_answered(mom_forward_t *fw, uint32_t node,
+                     Mom__CarriedResponse *const *answers, size_t n)
+{
+    mom_fwd_peer_t *p;
+    mom_fwd_wait_t **pp, *w, *prev;
+    Mom__Response *resp;
+
+    for (size_t i = 0; i < n; i++) {
+        /* A callback may forward again: look the peer up each time. */
+        if ((p = mom_fwd_peer(fw, node, false)) == NULL) {
+            return;
+        }
+        prev = NULL;
+        for (pp = &p->head; (w = *pp) != NULL && w->id != answers[i]->id;
+             pp = &w->next) {
+            prev = w;
+        }
+        if (w == NULL) {
+            continue; /* failed already (deadline, lost stream) */
+        }
+        *pp = w->next;
+        if (p->tail == w) {
+            p->tail = prev;
+        }
+        if (--fw->waiting == 0) {
+            uv_timer_stop(&fw->timer);
+        }
+        resp = mom__response__unpack(NULL, answers[i]->response.len,
+                                     answers[i]->response.data);
+        w->cb(w->ctx, resp != NULL ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL,
+              resp);
+        if (resp != NULL) {
+            mom__response__free_unpacked(resp, NULL);
+        }
+        free(w);
+    }
 }
 
 /* --- server side --- */
@@ -358,7 +496,9 @@ mom_fwd_srv_reply(mom_fwd_srv_t *b)
     uint8_t *buf = NULL;
     size_t len = 0;
 
-    if (b->failed) {
+    if (b->call == NULL) {
+        /* Carried: each answer left on its own. */
+    } else if (b->failed) {
         mom_peer_reply(b->call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
                        "out of memory");
     } else if (!b->batch) {
@@ -407,23 +547,37 @@ mom_cluster_attach(mom_served_t *s, mom_op_t *op)
 void
 mom_cluster_answer(mom_served_t *s, const Mom__Response *resp)
 {
+    mom_fwd_srv_t *b = s->b;
     size_t len = mom__response__get_packed_size(resp);
+    mom_fwd_peer_t *p;
+    uint8_t *buf;
 
     if (s->answered) {
         return;
     }
     s->answered = true;
     s->op = NULL;
-    s->resp = malloc(len > 0 ? len : 1);
-    if (s->resp == NULL) {
-        s->b->failed = true;
-    } else {
-        s->len = mom__response__pack(resp, s->resp);
+    buf = malloc(len > 0 ? len : 1);
+    if (buf != NULL) {
+        len = mom__response__pack(resp, buf);
     }
-    mom_fwd_srv_release(s->b);
+    if (b->call != NULL) {
+        s->resp = buf;
+        s->len = len;
+        b->failed = b->failed || buf == NULL;
+    } else if (buf != NULL) {
+        /* Without memory the answer is lost: the sender's deadline. */
+        p = mom_fwd_peer(b->fw, b->origin, true);
+        if (p == NULL) {
+            free(buf);
+        } else {
+            (void)mom_fwd_items_push(&p->answers, s->id, buf, len);
+        }
+    }
+    mom_fwd_srv_release(b);
 }
 
-/* A request of a batch we cannot decode (never sent by a momd). */
+/* A request we cannot decode (never sent by a momd). */
 static void
 mom_fwd_srv_undecodable(mom_served_t *s)
 {
@@ -437,38 +591,19 @@ mom_fwd_srv_undecodable(mom_served_t *s)
     mom_cluster_answer(s, &resp);
 }
 
-void
-mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
-                  const uint8_t *req, size_t len)
+/* A batch of n requests to serve; NULL when out of memory. */
+static mom_fwd_srv_t *
+mom_fwd_srv_new(mom_forward_t *fw, mom_peer_srv *call, size_t n)
 {
-    Mom__ForwardRequests *reqs = NULL;
-    Mom__Request *r;
-    mom_fwd_srv_t *b;
-    size_t n = 1;
+    mom_fwd_srv_t *b = calloc(1, sizeof(*b) + n * sizeof(b->items[0]));
 
-    if (batch) {
-        reqs = mom__forward_requests__unpack(NULL, len, req);
-        if (reqs == NULL) {
-            mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
-                           "undecodable ForwardRequests");
-            return;
-        }
-        n = reqs->n_requests;
-    }
-    b = calloc(1, sizeof(*b) + n * sizeof(b->items[0]));
     if (b == NULL) {
-        if (reqs != NULL) {
-            mom__forward_requests__free_unpacked(reqs, NULL);
-        }
-        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
-                       "out of memory");
-        return;
+        return NULL;
     }
     b->fw = fw;
     b->call = call;
-    b->batch = batch;
     b->n = n;
-    b->left = n + 1; /* ours, released below: nothing answers b early */
+    b->left = n + 1; /* the caller's, released last: nothing answers b early */
     b->next = fw->served;
     if (b->next != NULL) {
         b->next->prev = b;
@@ -476,20 +611,59 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
     fw->served = b;
     for (size_t i = 0; i < n; i++) {
         b->items[i].b = b;
-        r = batch ? mom__request__unpack(NULL, reqs->requests[i].len,
-                                         reqs->requests[i].data)
-                  : mom__request__unpack(NULL, len, req);
-        if (r == NULL && !batch) {
-            mom_fwd_srv_free(b);
-            mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
-                           "undecodable Request");
-            return;
+    }
+    return b;
+}
+
+/* Serves one packed request of b. */
+static void
+mom_fwd_srv_start(mom_fwd_srv_t *b, size_t i, const uint8_t *req, size_t len)
+{
+    Mom__Request *r = mom__request__unpack(NULL, len, req);
+
+    if (r == NULL) {
+        mom_fwd_srv_undecodable(&b->items[i]);
+    } else {
+        mom_ops_forwarded(b->fw->ops, r, &b->items[i]);
+    }
+}
+
+void
+mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
+                  const uint8_t *req, size_t len)
+{
+    Mom__ForwardRequests *reqs = NULL;
+    Mom__Request *r = NULL;
+    mom_fwd_srv_t *b;
+
+    if (batch) {
+        reqs = mom__forward_requests__unpack(NULL, len, req);
+    } else {
+        r = mom__request__unpack(NULL, len, req);
+    }
+    if (reqs == NULL && r == NULL) {
+        mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
+                       batch ? "undecodable ForwardRequests"
+                             : "undecodable Request");
+        return;
+    }
+    b = mom_fwd_srv_new(fw, call, reqs != NULL ? reqs->n_requests : 1);
+    if (b == NULL) {
+        mom_peer_reply(call, GRPC_STATUS_RESOURCE_EXHAUSTED, NULL, 0,
+                       "out of memory");
+        if (r != NULL) {
+            mom__request__free_unpacked(r, NULL);
         }
-        if (r == NULL) {
-            mom_fwd_srv_undecodable(&b->items[i]);
-        } else {
-            mom_ops_forwarded(fw->ops, r, &b->items[i]);
+    } else if (r != NULL) {
+        mom_ops_forwarded(fw->ops, r, &b->items[0]);
+        mom_fwd_srv_release(b);
+    } else {
+        b->batch = true;
+        for (size_t i = 0; i < b->n; i++) {
+            mom_fwd_srv_start(b, i, reqs->requests[i].data,
+                              reqs->requests[i].len);
         }
+        mom_fwd_srv_release(b);
     }
     if (reqs != NULL) {
         /* The buffers may hold a password. */
@@ -498,25 +672,45 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
         }
         mom__forward_requests__free_unpacked(reqs, NULL);
     }
+}
+
+void
+mom_forward_serve_carried(mom_forward_t *fw, uint32_t node,
+                          Mom__CarriedRequest *const *reqs, size_t n)
+{
+    mom_fwd_srv_t *b;
+
+    if (n == 0 || fw->stopped || (b = mom_fwd_srv_new(fw, NULL, n)) == NULL) {
+        return; /* the sender's deadline */
+    }
+    b->origin = node;
+    for (size_t i = 0; i < n; i++) {
+        b->items[i].id = reqs[i]->id;
+        mom_fwd_srv_start(b, i, reqs[i]->request.data, reqs[i]->request.len);
+    }
     mom_fwd_srv_release(b);
+}
+
+/* Its operations' answers are dropped. */
+static void
+mom_fwd_srv_detach(mom_fwd_srv_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i].op != NULL) {
+            b->items[i].op->served = NULL;
+        }
+    }
+    mom_fwd_srv_free(b);
 }
 
 bool
 mom_forward_closed(mom_forward_t *fw, mom_peer_srv *call)
 {
-    mom_fwd_srv_t *b;
-
-    for (b = fw->served; b != NULL; b = b->next) {
-        if (b->call != call) {
-            continue;
+    for (mom_fwd_srv_t *b = fw->served; b != NULL; b = b->next) {
+        if (b->call == call) {
+            mom_fwd_srv_detach(b);
+            return true;
         }
-        for (size_t i = 0; i < b->n; i++) {
-            if (b->items[i].op != NULL) {
-                b->items[i].op->served = NULL; /* its answer is dropped */
-            }
-        }
-        mom_fwd_srv_free(b);
-        return true;
     }
     return false;
 }
@@ -524,7 +718,8 @@ mom_forward_closed(mom_forward_t *fw, mom_peer_srv *call)
 /* --- start / stop --- */
 
 mom_forward_t *
-mom_forward_new(uv_loop_t *loop, mom_ops_t *ops)
+mom_forward_new(uv_loop_t *loop, mom_ops_t *ops, void (*flush)(void *ctx),
+                void *flush_ctx)
 {
     mom_forward_t *fw = calloc(1, sizeof(*fw));
 
@@ -533,10 +728,14 @@ mom_forward_new(uv_loop_t *loop, mom_ops_t *ops)
     }
     fw->loop = loop;
     fw->ops = ops;
+    fw->flush = flush;
+    fw->flush_ctx = flush_ctx;
     uv_prepare_init(loop, &fw->prepare);
     uv_check_init(loop, &fw->check);
+    uv_timer_init(loop, &fw->timer);
     fw->prepare.data = fw;
     fw->check.data = fw;
+    fw->timer.data = fw;
     uv_prepare_start(&fw->prepare, mom_fwd_on_prepare);
     uv_check_start(&fw->check, mom_fwd_on_check);
     return fw;
@@ -545,15 +744,11 @@ mom_forward_new(uv_loop_t *loop, mom_ops_t *ops)
 void
 mom_forward_stop(mom_forward_t *fw)
 {
-    mom_fwd_call_t *c;
-
     fw->stopped = true;
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        if (fw->queues[i].n > 0 &&
-            (c = mom_fwd_queue_take(&fw->queues[i])) != NULL) {
-            mom_fwd_call_failed(fw, c, GRPC_STATUS_CANCELLED);
-        }
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        mom_fwd_fail_all(fw, fw->peers[i], GRPC_STATUS_CANCELLED);
     }
+    uv_timer_stop(&fw->timer);
     mom_fwd_report_failed(fw);
 }
 
@@ -565,13 +760,14 @@ mom_fwd_closed(uv_handle_t *h)
     if (--fw->open_handles > 0) {
         return;
     }
-    for (size_t i = 0; i < fw->n_queues; i++) {
-        for (size_t j = 0; j < fw->queues[i].n; j++) {
-            mom_fwd_out_free(&fw->queues[i].q[j]);
-        }
-        free(fw->queues[i].q);
+    for (size_t i = 0; i < fw->n_peers; i++) {
+        mom_fwd_items_shift(&fw->peers[i]->requests, fw->peers[i]->requests.n);
+        mom_fwd_items_shift(&fw->peers[i]->answers, fw->peers[i]->answers.n);
+        free(fw->peers[i]->requests.v);
+        free(fw->peers[i]->answers.v);
+        free(fw->peers[i]);
     }
-    free(fw->queues);
+    free(fw->peers);
     free(fw);
 }
 
@@ -580,9 +776,10 @@ mom_forward_free(mom_forward_t *fw)
 {
     mom_forward_stop(fw); /* in case */
     while (fw->served != NULL) {
-        mom_forward_closed(fw, fw->served->call);
+        mom_fwd_srv_detach(fw->served);
     }
-    fw->open_handles = 2;
+    fw->open_handles = 3;
     uv_close((uv_handle_t *)&fw->prepare, mom_fwd_closed);
     uv_close((uv_handle_t *)&fw->check, mom_fwd_closed);
+    uv_close((uv_handle_t *)&fw->timer, mom_fwd_closed);
 }

@@ -663,7 +663,7 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
 
     if (!s->bidi || s->over || s->detached || p->stopping ||
         len > p->o.max_message || s->q.count >= p->o.stream_msgs ||
-        s->q.bytes + len > p->o.stream_queue ||
+        (s->q.count > 0 && s->q.bytes + len > p->o.stream_queue) ||
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
