@@ -70,6 +70,8 @@ typedef struct {
     uint64_t up_since;   /* first message heard after silence; 0: down */
     uint64_t last_heard; /* last Raft message from this member */
     mom_peer_srv *srv;   /* its RaftStream to us, once a batch came */
+    bool carries;        /* our stream's RaftAck says it serves requests */
+    bool probe;          /* open the stream even with nothing to send */
 } mom_dest_t;
 
 /* A Subscribe being served (relay.c). */
@@ -165,6 +167,7 @@ mom_cluster_raft_ended(void *ctx, grpc_status_code status, const char *detail)
     mom_log_debug("raft stream to node %u: %d %s", d->id, (int)status, detail);
     d->raft = NULL;
     d->up_since = 0;
+    d->carries = false;
     mom_forward_lost(d->cl->fw, d->id);
 }
 
@@ -174,8 +177,13 @@ static void
 mom_cluster_raft_reply(void *ctx, const uint8_t *buf, size_t len)
 {
     mom_dest_t *d = ctx;
+    Mom__RaftAck *ack = mom__raft_ack__unpack(NULL, len, buf);
 
     d->stall_since = 0;
+    if (ack != NULL) {
+        d->carries = ack->carries;
+        mom__raft_ack__free_unpacked(ack, NULL);
+    }
 }
 
 /* Cancels the stream of a destination that stopped taking its batches. */
@@ -193,6 +201,7 @@ mom_cluster_raft_check(mom_dest_t *d)
     mom_peer_stream_cancel(d->raft); /* no callback after this */
     d->raft = NULL;
     d->up_since = 0;
+    d->carries = false;
     mom_forward_lost(d->cl->fw, d->id);
 }
 
@@ -238,7 +247,8 @@ mom_cluster_raft_send(mom_dest_t *d)
     size_t len;
     bool written;
 
-    if ((d->n == 0 && !mom_forward_queued(cl->fw, d->id)) || cl->stopped) {
+    if ((d->n == 0 && !d->probe && !mom_forward_queued(cl->fw, d->id)) ||
+        cl->stopped) {
         return;
     }
     if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 1) {
@@ -271,6 +281,7 @@ mom_cluster_raft_send(mom_dest_t *d)
         d->ack_asked = 0;
         d->stall_since = 0;
     }
+    d->probe = false;
     batch.from_node = mom_placement_self(cl->pl);
     batch.to_node = d->id;
     batch.n_messages = d->n;
@@ -378,6 +389,7 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
 
     /* A unary call is always answered, whatever no_ack says. */
     ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack, &from);
+    ack.carries = true;
     if (!ok) {
         mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
                        "undecodable RaftBatch");
@@ -418,6 +430,7 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
         return;
     }
     ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack, &from);
+    ack.carries = true;
     if (from != NULL) {
         from->srv = call; /* the answers to our requests come here */
     }
@@ -703,10 +716,22 @@ int
 mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
                     int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
 {
-    if (mom_cluster_channel(cl, node) == NULL) {
+    mom_peer_channel *ch = mom_cluster_channel(cl, node);
+    mom_dest_t *d = mom_cluster_dest(cl, node);
+
+    if (ch == NULL) {
         return -1;
     }
-    return mom_forward_send(cl->fw, node, req, deadline_ms, cb, ctx);
+    if (d->carries) {
+        return mom_forward_send(cl->fw, node, req, deadline_ms, cb, ctx);
+    }
+    /* Until the member's first RaftAck says it serves carried requests
+     * (a stream not open yet opens now: its first batch asks for one). */
+    if (d->raft == NULL) {
+        d->probe = true;
+        mom_cluster_raft_send(d);
+    }
+    return mom_forward_call(cl->fw, ch, req, deadline_ms, cb, ctx);
 }
 
 mom_peer_stream *

@@ -320,6 +320,54 @@ mom_forward_send(mom_forward_t *fw, uint32_t node, const Mom__Request *req,
     return 0;
 }
 
+static void
+mom_fwd_call_done(void *ctx, grpc_status_code status, const char *detail,
+                  const uint8_t *buf, size_t len)
+{
+    mom_fwd_wait_t *w = ctx;
+    Mom__Response *resp = NULL;
+
+    if (status == GRPC_STATUS_OK &&
+        (resp = mom__response__unpack(NULL, len, buf)) == NULL) {
+        status = GRPC_STATUS_INTERNAL;
+    }
+    w->cb(w->ctx, status, resp);
+    if (resp != NULL) {
+        mom__response__free_unpacked(resp, NULL);
+    }
+    free(w);
+}
+
+int
+mom_forward_call(mom_forward_t *fw, mom_peer_channel *ch,
+                 const Mom__Request *req, int deadline_ms,
+                 mom_cluster_forward_cb cb, void *ctx)
+{
+    size_t len = mom__request__get_packed_size(req);
+    mom_fwd_wait_t *w;
+    uint8_t *buf;
+    int rc = -1;
+
+    if (fw->stopped) {
+        return -1;
+    }
+    w = calloc(1, sizeof(*w));
+    buf = malloc(len > 0 ? len : 1);
+    if (w != NULL && buf != NULL) {
+        mom__request__pack(req, buf);
+        w->cb = cb;
+        w->ctx = ctx;
+        rc = mom_peer_call(ch, MOM_PEER_PATH_FORWARD, buf, len, deadline_ms,
+                           mom_fwd_call_done, w);
+        memset(buf, 0, len); /* may hold a password */
+    }
+    free(buf);
+    if (rc != 0) {
+        free(w);
+    }
+    return rc;
+}
+
 bool
 mom_forward_queued(const mom_forward_t *fw, uint32_t node)
 {

@@ -2,8 +2,9 @@
  * Requests forwarded between members, both ways. A forwarded request and
  * its answer ride the Raft streams (RaftBatch requests and responses,
  * cluster.c writes and reads them); the member serves each request as its
- * own operation (ops.c). Forward and ForwardBatch calls (momds before
- * this one) are still served. The public face is cluster.h
+ * own operation (ops.c). A member that does not say it serves them (a
+ * momd from before) gets Forward calls; Forward and ForwardBatch calls
+ * are still served. The public face is cluster.h
  * (mom_cluster_forward, mom_cluster_attach, mom_cluster_answer).
  */
 #ifndef MOM_FORWARD_H
@@ -32,6 +33,12 @@ mom_forward_t *mom_forward_new(uv_loop_t *loop, mom_ops_t *ops,
  * mom_cluster_forward. */
 int mom_forward_send(mom_forward_t *fw, uint32_t node, const Mom__Request *req,
                      int deadline_ms, mom_cluster_forward_cb cb, void *ctx);
+
+/* Sends req to a member that does not take carried requests, as one
+ * Forward call on its channel ch. Same contract as mom_forward_send. */
+int mom_forward_call(mom_forward_t *fw, mom_peer_channel *ch,
+                     const Mom__Request *req, int deadline_ms,
+                     mom_cluster_forward_cb cb, void *ctx);
 
 /* Whether requests or answers wait for the next RaftBatch to node. */
 bool mom_forward_queued(const mom_forward_t *fw, uint32_t node);

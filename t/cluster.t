@@ -4,7 +4,8 @@
 # node serves any request; a node that does not lead the partition forwards
 # to the leader and relays its answer unchanged (errors too); users, topics
 # and queues are the same seen from every node; a read right after an
-# acknowledged write includes it on every node; SSE on any node; a deleted
+# acknowledged write includes it on every node; a body as large as nginx
+# takes replicates; SSE on any node; a deleted
 # topic stays deleted, also after every momd restarted; each partition has
 # one leader, named in the nodes' status files.
 
@@ -127,6 +128,27 @@ is_deeply($hist[1], $hist[0], 'node 2 has the history of node 1');
 is_deeply($hist[2], $hist[0], 'node 3 has the history of node 1');
 is_deeply([map { $_->{offset} } @{$hist[0]{messages}}], [1 .. 30],
           'history in order');
+
+# --- the largest body nginx takes, through every node ----------------------
+
+# A publish just under client_max_body_size (1m) makes a Raft batch over
+# 1 MiB: each must still replicate and commit (it used to be refused by the
+# stream's 1 MiB queue bound, and the client got 503 after 8 s).
+my $big = 'z' x (1024 * 1024 - 64);
+my @big_offsets;
+for my $k ($t->nodes) {
+    $r = $t->post('/messages/messages/topic/topic2', {content => "$k$big"},
+                  token => $tok{carol}, node => $k);
+    is($r->{status}, 200, "a 1 MiB publish through node $k");
+    push @big_offsets, $r->{json} ? $r->{json}{offset} : 0;
+}
+is_deeply(\@big_offsets, [1, 2, 3], '... offsets 1..3');
+for my $k ($t->nodes) {
+    my $h = $t->get('/messages/messages/topic/topic2?since=' . ($k - 1)
+                    . '&limit=1', node => 1 + $k % 3)->{json};
+    ok($h && @{$h->{messages}} && $h->{messages}[0]{content} eq "$k$big",
+       "the 1 MiB message of node $k is read back on node " . (1 + $k % 3));
+}
 
 # --- queues: one FIFO across the cluster -----------------------------------
 
