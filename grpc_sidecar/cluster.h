@@ -47,8 +47,9 @@ void mom_cluster_handoff(mom_cluster_t *cl, unsigned timeout_ms,
 void mom_cluster_stop(mom_cluster_t *cl);
 
 /*
- * Forwards a request to member `node`: what is forwarded to one member
- * during one loop iteration goes as one ForwardBatch call (forward.c).
+ * Forwards a request to member `node`: it rides the next RaftBatch to
+ * that member, or goes as a Forward call while the member's stream has not
+ * said it serves carried requests (forward.c).
  * cb gets the gRPC status and, when it is OK, the decoded answer (valid
  * during cb); exactly once, later, never from inside this call. Returns -1
  * (cb never called) when it cannot be sent.
