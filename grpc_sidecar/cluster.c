@@ -16,6 +16,12 @@
  * queue is full, loses what it holds (Raft resends from its own state);
  * one that breaks is opened again by the next flush. A member counts as
  * up while Raft messages arrive from it.
+ *
+ * One connection per member pair: of two members, the one with the larger
+ * id writes its batches back on the other's RaftStream to it, inside
+ * RaftAcks, once that stream said it reads them (RaftBatch.reads_replies),
+ * so that HTTP/2's flow-control updates ride with the messages. Batches
+ * also carry forwarded requests and their answers (forward.c).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -70,9 +76,13 @@ typedef struct {
     uint64_t up_since;   /* first message heard after silence; 0: down */
     uint64_t last_heard; /* last Raft message from this member */
     mom_peer_srv *srv;   /* its RaftStream to us, once a batch came */
+    bool srv_replies;    /* it reads our batches in srv's RaftAcks */
     bool carries;        /* our stream's RaftAck says it serves requests */
     bool probe;          /* open the stream even with nothing to send */
 } mom_dest_t;
+
+static uint32_t mom_cluster_batch_in(mom_cluster_t *cl, Mom__RaftBatch *batch,
+                                     mom_dest_t **from);
 
 /* A Subscribe being served (relay.c). */
 struct mom_stream_served_s {
@@ -179,9 +189,16 @@ mom_cluster_raft_reply(void *ctx, const uint8_t *buf, size_t len)
     mom_dest_t *d = ctx;
     Mom__RaftAck *ack = mom__raft_ack__unpack(NULL, len, buf);
 
-    d->stall_since = 0;
-    if (ack != NULL) {
+    mom_dest_t *from;
+
+    if (ack != NULL && ack->batch != NULL) {
+        /* The member's own batch (not an acknowledgement). */
+        (void)mom_cluster_batch_in(d->cl, ack->batch, &from);
+    } else if (ack != NULL) {
+        d->stall_since = 0;
         d->carries = ack->carries;
+    }
+    if (ack != NULL) {
         mom__raft_ack__free_unpacked(ack, NULL);
     }
 }
@@ -236,13 +253,25 @@ mom_cluster_raft_clear(mom_dest_t *d)
     d->bytes = 0;
 }
 
+/* Our batches to d go back on its RaftStream to us when it reads them
+ * there and its id is the smaller: each member pair then talks over one
+ * HTTP/2 connection (the flow-control updates ride with the messages). */
+static bool
+mom_cluster_via_srv(const mom_dest_t *d)
+{
+    return d->srv != NULL && d->srv_replies &&
+           mom_placement_self(d->cl->pl) > d->id;
+}
+
 static void
 mom_cluster_raft_send(mom_dest_t *d)
 {
     mom_cluster_t *cl = d->cl;
     Mom__RaftBatch batch = MOM__RAFT_BATCH__INIT;
+    Mom__RaftAck reply = MOM__RAFT_ACK__INIT;
     Mom__RaftMessage *msgs, **ptrs;
     uint64_t now = uv_now(cl->loop);
+    bool via_srv = mom_cluster_via_srv(d);
     uint8_t *buf;
     size_t len;
     bool written;
@@ -251,7 +280,8 @@ mom_cluster_raft_send(mom_dest_t *d)
         cl->stopped) {
         return;
     }
-    if (d->raft != NULL && mom_peer_stream_unsent(d->raft) > 1) {
+    if (via_srv ? mom_peer_stream_pending(d->srv) > 0
+                : d->raft != NULL && mom_peer_stream_unsent(d->raft) > 1) {
         /* One batch on its way and one waiting for it (it leaves as soon
          * as the loop sees the first one sent, even from inside a flush):
          * this one grows meanwhile. */
@@ -275,7 +305,7 @@ mom_cluster_raft_send(mom_dest_t *d)
         msgs[i].data.len = d->q[i].len;
         ptrs[i] = &msgs[i];
     }
-    if (d->raft == NULL) {
+    if (d->raft == NULL && !via_srv) {
         d->raft = mom_peer_bidi_call(d->ch, MOM_PEER_PATH_RAFT_STREAM, 0,
                                      &mom_cluster_raft_cbs, d);
         d->ack_asked = 0;
@@ -286,6 +316,7 @@ mom_cluster_raft_send(mom_dest_t *d)
     batch.to_node = d->id;
     batch.n_messages = d->n;
     batch.messages = ptrs;
+    batch.reads_replies = true;
     /* Ask for an ack when none is due and the last one is old enough, or
      * when this batch must wait behind another: a stream that stops
      * sending then always has an ack due, and is cancelled. */
@@ -293,20 +324,33 @@ mom_cluster_raft_send(mom_dest_t *d)
                    (d->ack_asked != 0 &&
                     now - d->ack_asked < MOM_CLUSTER_RAFT_ACK_EVERY_MS &&
                     (d->raft == NULL || mom_peer_stream_unsent(d->raft) == 0));
-    len = mom__raft_batch__get_packed_size(&batch);
+    if (via_srv) {
+        batch.no_ack = true;
+        reply.carries = true;
+        reply.batch = &batch;
+        len = mom__raft_ack__get_packed_size(&reply);
+    } else {
+        len = mom__raft_batch__get_packed_size(&batch);
+    }
     buf = malloc(len > 0 ? len : 1);
-    if (buf != NULL) {
+    if (buf != NULL && via_srv) {
+        mom__raft_ack__pack(&reply, buf);
+    } else if (buf != NULL) {
         mom__raft_batch__pack(&batch, buf);
     }
     free(msgs);
     free(ptrs);
     mom_cluster_raft_clear(d);
-    written = buf != NULL && d->raft != NULL &&
-              mom_peer_stream_write(d->raft, buf, len) == 0;
+    if (via_srv) {
+        written = buf != NULL && mom_peer_stream_send(d->srv, buf, len) == 0;
+    } else {
+        written = buf != NULL && d->raft != NULL &&
+                  mom_peer_stream_write(d->raft, buf, len) == 0;
+    }
     mom_forward_filled(cl->fw, d->id, written);
     if (!written) {
         d->dropped++; /* not reading, or stopping: Raft sends again */
-    } else if (!batch.no_ack) {
+    } else if (!via_srv && !batch.no_ack) {
         d->ack_asked = now;
         d->stall_since = now;
     }
@@ -328,26 +372,23 @@ mom_cluster_raft_flush(void *ctx)
 }
 
 /* Hands a RaftBatch's messages to their groups (how many were taken),
- * and what it carries to forward.c. *from: the sending member, if any. */
+ * and what it carries to forward.c; the batch stays the caller's. Its
+ * sender, when a member: *from. */
 static uint32_t
-mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
-                         bool *ok, bool *no_ack, mom_dest_t **from)
+mom_cluster_batch_in(mom_cluster_t *cl, Mom__RaftBatch *batch,
+                     mom_dest_t **from)
 {
-    Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
-    uint32_t accepted = 0;
+    uint32_t self = mom_placement_self(cl->pl), accepted = 0;
     mom_dest_t *d;
 
-    *ok = batch != NULL;
-    *no_ack = false;
     *from = NULL;
-    if (batch == NULL) {
+    if (batch->to_node != self) {
         return 0;
     }
-    *no_ack = batch->no_ack;
-    d = batch->from_node != mom_placement_self(cl->pl)
-            ? mom_cluster_dest(cl, batch->from_node)
-            : NULL;
-    if (d != NULL && batch->to_node == mom_placement_self(cl->pl)) {
+    mom_cluster_heard(cl, batch->from_node);
+    d = batch->from_node != self ? mom_cluster_dest(cl, batch->from_node)
+                                 : NULL;
+    if (d != NULL) {
         *from = d;
         mom_forward_answered(cl->fw, d->id, batch->responses,
                              batch->n_responses);
@@ -359,21 +400,39 @@ mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
                    batch->requests[i]->request.len);
         }
     }
-    if (batch->to_node == mom_placement_self(cl->pl)) {
-        mom_cluster_heard(cl, batch->from_node);
-        for (size_t i = 0; i < batch->n_messages; i++) {
-            Mom__RaftMessage *m = batch->messages[i];
+    for (size_t i = 0; i < batch->n_messages; i++) {
+        Mom__RaftMessage *m = batch->messages[i];
 
-            if (m->from != batch->from_node ||
-                !mom_commit_hosts(cl->commit, m->group)) {
-                continue;
-            }
-            mom_commit_receive(cl->commit, m->group, m->from, m->data.data,
-                               m->data.len);
-            accepted++;
+        if (m->from != batch->from_node ||
+            !mom_commit_hosts(cl->commit, m->group)) {
+            continue;
         }
+        mom_commit_receive(cl->commit, m->group, m->from, m->data.data,
+                           m->data.len);
+        accepted++;
     }
-    mom__raft_batch__free_unpacked(batch, NULL);
+    return accepted;
+}
+
+/* mom_cluster_batch_in for a packed RaftBatch (*ok false: undecodable);
+ * *replies: the sender reads our batches in its stream's RaftAcks. */
+static uint32_t
+mom_cluster_raft_deliver(mom_cluster_t *cl, const uint8_t *req, size_t len,
+                         bool *ok, bool *no_ack, bool *replies,
+                         mom_dest_t **from)
+{
+    Mom__RaftBatch *batch = mom__raft_batch__unpack(NULL, len, req);
+    uint32_t accepted = 0;
+
+    *ok = batch != NULL;
+    *no_ack = *replies = false;
+    *from = NULL;
+    if (batch != NULL) {
+        *no_ack = batch->no_ack;
+        *replies = batch->reads_replies;
+        accepted = mom_cluster_batch_in(cl, batch, from);
+        mom__raft_batch__free_unpacked(batch, NULL);
+    }
     return accepted;
 }
 
@@ -385,10 +444,11 @@ mom_cluster_raft_received(mom_cluster_t *cl, const uint8_t *req, size_t len,
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
     mom_dest_t *from;
     uint8_t out[16];
-    bool ok, no_ack;
+    bool ok, no_ack, replies;
 
     /* A unary call is always answered, whatever no_ack says. */
-    ack.accepted = mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack, &from);
+    ack.accepted =
+        mom_cluster_raft_deliver(cl, req, len, &ok, &no_ack, &replies, &from);
     ack.carries = true;
     if (!ok) {
         mom_peer_reply(call, GRPC_STATUS_INVALID_ARGUMENT, NULL, 0,
@@ -407,6 +467,8 @@ mom_cluster_srv_gone(mom_cluster_t *cl, mom_peer_srv *call)
     for (size_t i = 0; i < cl->n_dests; i++) {
         if (cl->dests[i].srv == call) {
             cl->dests[i].srv = NULL;
+            cl->dests[i].srv_replies = false;
+            cl->dests[i].carries = false;
             mom_forward_lost(cl->fw, cl->dests[i].id);
             return true;
         }
@@ -423,16 +485,19 @@ mom_cluster_message(void *ctx, int method, const uint8_t *msg, size_t len,
     Mom__RaftAck ack = MOM__RAFT_ACK__INIT;
     mom_dest_t *from;
     uint8_t out[16];
-    bool ok, no_ack;
+    bool ok, no_ack, replies;
 
     if (method != MOM_PEER_RAFT_STREAM) {
         mom_peer_stream_end(call, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ack.accepted = mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack, &from);
+    ack.accepted =
+        mom_cluster_raft_deliver(cl, msg, len, &ok, &no_ack, &replies, &from);
     ack.carries = true;
     if (from != NULL) {
         from->srv = call; /* the answers to our requests come here */
+        from->srv_replies = replies;
+        from->carries = from->carries || replies;
     }
     if (!ok) {
         mom_cluster_srv_gone(cl, call);

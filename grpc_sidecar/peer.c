@@ -213,8 +213,8 @@ peer_on_async(uv_async_t *a)
 
 /* The loop now waits for lazy op o: its completion wakes the loop, at
  * once if it is already in the hand-off list. */
-static void
-peer_op_eager(mom_peer *p, mom_peer_op *o)
+void
+mom_peer_op_eager(mom_peer *p, mom_peer_op *o)
 {
     int wake = 0;
 
@@ -237,8 +237,8 @@ peer_op_eager(mom_peer *p, mom_peer_op *o)
  * wake-up (which comes after the rest of the current iteration's work).
  * The other completions stay in the loop's list, dispatched as before.
  */
-static int
-peer_op_claim(mom_peer *p, mom_peer_op *o)
+int
+mom_peer_op_claim(mom_peer *p, mom_peer_op *o)
 {
     mom_peer_op *prev = NULL, *cur;
 
@@ -667,10 +667,10 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    if (s->sending && peer_op_claim(p, &s->op_send)) {
+    if (s->sending && mom_peer_op_claim(p, &s->op_send)) {
         cli_on_send(s, 1); /* sent already: the next one starts now */
     } else if (s->sending) {
-        peer_op_eager(p, &s->op_send); /* this message waits for it */
+        mom_peer_op_eager(p, &s->op_send); /* this message waits for it */
     }
     cli_pump(s);
     return 0;

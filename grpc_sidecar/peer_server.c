@@ -104,6 +104,9 @@ srv_pump(mom_peer_srv *s)
     s->sending = 1;
     s->md_sent = 1;
     s->status_sent = with_status;
+    /* As a client stream's: a message with nothing behind it does not
+     * wake the loop when sent (mom_peer_stream_send, _end make it eager). */
+    s->op_send.lazy = !with_status && s->q.head == NULL;
     srv_batch(s, ops, n, &s->op_send);
     if (with_status) {
         grpc_slice_unref(detail);
@@ -387,9 +390,14 @@ mom_peer_stream_send(mom_peer_srv *s, const uint8_t *buf, size_t len)
 
     if (s->state != PEER_SRV_APP || !s->streaming || len > p->o.max_message ||
         s->q.count >= p->o.stream_msgs ||
-        s->q.bytes + len > p->o.stream_queue ||
+        (s->q.count > 0 && s->q.bytes + len > p->o.stream_queue) ||
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
+    }
+    if (s->sending && mom_peer_op_claim(p, &s->op_send)) {
+        srv_on_send(s, 1); /* sent already: the next one starts now */
+    } else if (s->sending) {
+        mom_peer_op_eager(p, &s->op_send); /* this message waits for it */
     }
     srv_pump(s);
     return 0;
@@ -406,6 +414,9 @@ mom_peer_stream_end(mom_peer_srv *s, grpc_status_code status,
                     const char *detail)
 {
     if (s->state == PEER_SRV_APP) {
+        if (s->sending) {
+            mom_peer_op_eager(s->p, &s->op_send); /* the status waits */
+        }
         srv_end(s, status, detail);
     }
 }
