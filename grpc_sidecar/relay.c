@@ -58,6 +58,24 @@ mom_relay_conn_closed(void *data, mom_conn_t *conn)
     mom_relay_free(data);
 }
 
+/* Writes f (if any) to nginx, then closes the stream when `end`. A write
+ * that fails closes the connection, which frees r: r is not used after
+ * the write. */
+static void
+mom_relay_write(mom_relay_t *r, mom_frame_t *f, bool end)
+{
+    mom_conn_t *conn = r->conn;
+
+    mom_conn_ref(conn);
+    if (f != NULL) {
+        mom_conn_write(conn, f);
+    }
+    if (end && !mom_conn_closed(conn)) {
+        mom_conn_close(conn, true); /* frees r through on_close */
+    }
+    mom_conn_unref(conn);
+}
+
 static void
 mom_relay_end_slow(mom_relay_t *r)
 {
@@ -73,11 +91,8 @@ mom_relay_end_slow(mom_relay_t *r)
     f = b.failed ? NULL
                  : mom_frame_encode(&resp.base, r->ops->conf->max_frame_size);
     mom_buf_free(&b);
-    if (f != NULL) {
-        mom_conn_write(r->conn, f);
-        mom_frame_unref(f);
-    }
-    mom_conn_close(r->conn, true); /* frees r through on_close */
+    mom_relay_write(r, f, true);
+    mom_frame_unref(f);
 }
 
 /*
@@ -157,13 +172,8 @@ mom_relay_message(void *ctx, const uint8_t *buf, size_t len)
         return;
     }
     f = mom_frame_encode(&resp->base, r->ops->conf->max_frame_size);
-    if (f != NULL) {
-        mom_conn_write(r->conn, f);
-        mom_frame_unref(f);
-    }
-    if (resp->kind == MOM__KIND__KIND_END) {
-        mom_conn_close(r->conn, true);
-    }
+    mom_relay_write(r, f, resp->kind == MOM__KIND__KIND_END);
+    mom_frame_unref(f);
     mom__response__free_unpacked(resp, NULL);
 }
 
