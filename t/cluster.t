@@ -133,21 +133,44 @@ is_deeply([map { $_->{offset} } @{$hist[0]{messages}}], [1 .. 30],
 
 # A publish just under client_max_body_size (1m) makes a Raft batch over
 # 1 MiB: each must still replicate and commit (it used to be refused by the
-# stream's 1 MiB queue bound, and the client got 503 after 8 s).
-my $big = 'z' x (1024 * 1024 - 64);
-my @big_offsets;
+# stream's 1 MiB queue bound, and the client got 503 after 8 s). Two
+# topics: one led by node 1, whose batches go on its own streams, and one
+# led by node 3, which writes its batches back on the streams nodes 1 and
+# 2 opened to it (one connection per member pair).
+my %led_by;
 for my $k ($t->nodes) {
-    $r = $t->post('/messages/messages/topic/topic2', {content => "$k$big"},
-                  token => $tok{carol}, node => $k);
-    is($r->{status}, 200, "a 1 MiB publish through node $k");
-    push @big_offsets, $r->{json} ? $r->{json}{offset} : 0;
+    $led_by{$_} = $k for $t->leads($k);
 }
-is_deeply(\@big_offsets, [1, 2, 3], '... offsets 1..3');
-for my $k ($t->nodes) {
-    my $h = $t->get('/messages/messages/topic/topic2?since=' . ($k - 1)
-                    . '&limit=1', node => 1 + $k % 3)->{json};
-    ok($h && @{$h->{messages}} && $h->{messages}[0]{content} eq "$k$big",
-       "the 1 MiB message of node $k is read back on node " . (1 + $k % 3));
+my %big_topic;
+for my $i (1 .. 1000) {
+    my $k = $led_by{MOM::Test::Ring::partition_of("big$i", 64)} // 0;
+    $big_topic{$k} //= "big$i" if $k == 1 || $k == 3;
+    last if keys %big_topic == 2;
+}
+my $big = 'z' x (1024 * 1024 - 24); # with '{"content":"k..."}': 1m - 9
+for my $leader (1, 3) {
+    my $topic = $big_topic{$leader};
+    ok($topic, "a topic led by node $leader") or next;
+    $t->post('/messages/topics', {name => $topic}, token => $tok{carol},
+             node => $leader);
+    my @offsets;
+    for my $k ($t->nodes) {
+        $r = $t->post("/messages/messages/topic/$topic",
+                      {content => "$k$big"}, token => $tok{carol}, node => $k);
+        is($r->{status}, 200, "a 1 MiB publish through node $k, "
+                              . "node $leader leading");
+        push @offsets, $r->{json} ? $r->{json}{offset} : 0;
+    }
+    is_deeply(\@offsets, [1, 2, 3], '... offsets 1..3');
+    for my $k ($t->nodes) {
+        my $rd = 1 + $k % 3;
+        my $h = $t->get("/messages/messages/topic/$topic?since=" . ($k - 1)
+                        . '&limit=1', node => $rd)->{json};
+        ok($h && @{$h->{messages}} && $h->{messages}[0]{content} eq "$k$big",
+           "... the one of node $k is read back on node $rd");
+    }
+    is($t->del("/messages/topics/$topic", token => $tok{carol},
+               node => $leader)->{status}, 200, "... $topic deleted");
 }
 
 # --- queues: one FIFO across the cluster -----------------------------------
