@@ -396,8 +396,8 @@ mom_cluster_batch_in(mom_cluster_t *cl, Mom__RaftBatch *batch,
                                   batch->n_requests);
         /* The buffers may hold a password. */
         for (size_t i = 0; i < batch->n_requests; i++) {
-            memset(batch->requests[i]->request.data, 0,
-                   batch->requests[i]->request.len);
+            memset(batch->requests[i]->data.data, 0,
+                   batch->requests[i]->data.len);
         }
     }
     for (size_t i = 0; i < batch->n_messages; i++) {

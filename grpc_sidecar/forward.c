@@ -46,6 +46,12 @@ typedef struct {
     size_t n, cap, bytes;
 } mom_fwd_items_t;
 
+/* The first n items of a queue, lent to the RaftBatch being packed. */
+typedef struct {
+    size_t n;
+    Mom__Carried *msgs, **ptrs;
+} mom_fwd_lent_t;
+
 /* A forwarded request waiting for its answer. */
 typedef struct mom_fwd_wait_s mom_fwd_wait_t;
 struct mom_fwd_wait_s {
@@ -63,10 +69,7 @@ typedef struct {
     mom_fwd_items_t requests;    /* to send */
     mom_fwd_items_t answers;     /* to send */
     mom_fwd_wait_t *head, *tail; /* queued or sent, oldest first */
-    /* What mom_forward_fill lent to the batch being packed. */
-    size_t n_req, n_ans;
-    Mom__CarriedRequest *req_msgs, **req_ptrs;
-    Mom__CarriedResponse *ans_msgs, **ans_ptrs;
+    mom_fwd_lent_t lent_requests, lent_answers; /* mom_forward_fill */
 } mom_fwd_peer_t;
 
 typedef struct mom_fwd_srv_s mom_fwd_srv_t;
@@ -392,50 +395,60 @@ mom_fwd_items_fit(const mom_fwd_items_t *items)
     return n;
 }
 
+/* Lends as many of items as fit in one batch (at least one); -1 when out
+ * of memory (nothing lent). */
+static int
+mom_fwd_lend(const mom_fwd_items_t *items, mom_fwd_lent_t *l)
+{
+    size_t n = mom_fwd_items_fit(items);
+
+    l->n = 0;
+    if (n == 0) {
+        return 0;
+    }
+    l->msgs = calloc(n, sizeof(*l->msgs));
+    l->ptrs = calloc(n, sizeof(*l->ptrs));
+    if (l->msgs == NULL || l->ptrs == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        mom__carried__init(&l->msgs[i]);
+        l->msgs[i].id = items->v[i].id;
+        l->msgs[i].data.data = items->v[i].buf;
+        l->msgs[i].data.len = items->v[i].len;
+        l->ptrs[i] = &l->msgs[i];
+    }
+    l->n = n;
+    return 0;
+}
+
+/* Frees what l lent and the items it took from their queue. */
+static void
+mom_fwd_lent_done(mom_fwd_lent_t *l, mom_fwd_items_t *items)
+{
+    mom_fwd_items_shift(items, l->n);
+    free(l->msgs);
+    free(l->ptrs);
+    memset(l, 0, sizeof(*l));
+}
+
 int
 mom_forward_fill(mom_forward_t *fw, uint32_t node, Mom__RaftBatch *batch)
 {
     mom_fwd_peer_t *p = mom_fwd_peer(fw, node, false);
-    size_t nr, na;
 
     if (p == NULL) {
         return 0;
     }
-    nr = mom_fwd_items_fit(&p->requests);
-    na = mom_fwd_items_fit(&p->answers);
-    if (nr > 0) {
-        p->req_msgs = calloc(nr, sizeof(*p->req_msgs));
-        p->req_ptrs = calloc(nr, sizeof(*p->req_ptrs));
-    }
-    if (na > 0) {
-        p->ans_msgs = calloc(na, sizeof(*p->ans_msgs));
-        p->ans_ptrs = calloc(na, sizeof(*p->ans_ptrs));
-    }
-    if ((nr > 0 && (p->req_msgs == NULL || p->req_ptrs == NULL)) ||
-        (na > 0 && (p->ans_msgs == NULL || p->ans_ptrs == NULL))) {
+    if (mom_fwd_lend(&p->requests, &p->lent_requests) != 0 ||
+        mom_fwd_lend(&p->answers, &p->lent_answers) != 0) {
         mom_forward_filled(fw, node, false);
         return -1;
     }
-    for (size_t i = 0; i < nr; i++) {
-        mom__carried_request__init(&p->req_msgs[i]);
-        p->req_msgs[i].id = p->requests.v[i].id;
-        p->req_msgs[i].request.data = p->requests.v[i].buf;
-        p->req_msgs[i].request.len = p->requests.v[i].len;
-        p->req_ptrs[i] = &p->req_msgs[i];
-    }
-    for (size_t i = 0; i < na; i++) {
-        mom__carried_response__init(&p->ans_msgs[i]);
-        p->ans_msgs[i].id = p->answers.v[i].id;
-        p->ans_msgs[i].response.data = p->answers.v[i].buf;
-        p->ans_msgs[i].response.len = p->answers.v[i].len;
-        p->ans_ptrs[i] = &p->ans_msgs[i];
-    }
-    p->n_req = nr;
-    p->n_ans = na;
-    batch->n_requests = nr;
-    batch->requests = p->req_ptrs;
-    batch->n_responses = na;
-    batch->responses = p->ans_ptrs;
+    batch->n_requests = p->lent_requests.n;
+    batch->requests = p->lent_requests.ptrs;
+    batch->n_responses = p->lent_answers.n;
+    batch->responses = p->lent_answers.ptrs;
     return 0;
 }
 
@@ -447,17 +460,8 @@ mom_forward_filled(mom_forward_t *fw, uint32_t node, bool written)
     if (p == NULL) {
         return;
     }
-    mom_fwd_items_shift(&p->requests, p->n_req);
-    mom_fwd_items_shift(&p->answers, p->n_ans);
-    p->n_req = p->n_ans = 0;
-    free(p->req_msgs);
-    free(p->req_ptrs);
-    free(p->ans_msgs);
-    free(p->ans_ptrs);
-    p->req_msgs = NULL;
-    p->req_ptrs = NULL;
-    p->ans_msgs = NULL;
-    p->ans_ptrs = NULL;
+    mom_fwd_lent_done(&p->lent_requests, &p->requests);
+    mom_fwd_lent_done(&p->lent_answers, &p->answers);
     if (!written) {
         /* Its requests are lost, and we cannot tell which were sent
          * before: route.c retries them all. */
@@ -478,7 +482,7 @@ mom_forward_lost(mom_forward_t *fw, uint32_t node)
 
 void
 mom_forward_answered(mom_forward_t *fw, uint32_t node,
-                     Mom__CarriedResponse *const *answers, size_t n)
+                     Mom__Carried *const *answers, size_t n)
 {
     mom_fwd_peer_t *p;
     mom_fwd_wait_t **pp, *w, *prev;
@@ -504,8 +508,8 @@ mom_forward_answered(mom_forward_t *fw, uint32_t node,
         if (--fw->waiting == 0) {
             uv_timer_stop(&fw->timer);
         }
-        resp = mom__response__unpack(NULL, answers[i]->response.len,
-                                     answers[i]->response.data);
+        resp = mom__response__unpack(NULL, answers[i]->data.len,
+                                     answers[i]->data.data);
         w->cb(w->ctx, resp != NULL ? GRPC_STATUS_OK : GRPC_STATUS_INTERNAL,
               resp);
         if (resp != NULL) {
@@ -724,7 +728,7 @@ mom_forward_serve(mom_forward_t *fw, mom_peer_srv *call, bool batch,
 
 void
 mom_forward_serve_carried(mom_forward_t *fw, uint32_t node,
-                          Mom__CarriedRequest *const *reqs, size_t n)
+                          Mom__Carried *const *reqs, size_t n)
 {
     mom_fwd_srv_t *b;
 
@@ -734,7 +738,7 @@ mom_forward_serve_carried(mom_forward_t *fw, uint32_t node,
     b->origin = node;
     for (size_t i = 0; i < n; i++) {
         b->items[i].id = reqs[i]->id;
-        mom_fwd_srv_start(b, i, reqs[i]->request.data, reqs[i]->request.len);
+        mom_fwd_srv_start(b, i, reqs[i]->data.data, reqs[i]->data.len);
     }
     mom_fwd_srv_release(b);
 }

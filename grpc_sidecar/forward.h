@@ -53,9 +53,9 @@ void mom_forward_filled(mom_forward_t *fw, uint32_t node, bool written);
 /* What a RaftBatch from node carried: requests to serve (answered in our
  * RaftBatches to node) and answers to our requests. */
 void mom_forward_serve_carried(mom_forward_t *fw, uint32_t node,
-                               Mom__CarriedRequest *const *reqs, size_t n);
+                               Mom__Carried *const *reqs, size_t n);
 void mom_forward_answered(mom_forward_t *fw, uint32_t node,
-                          Mom__CarriedResponse *const *answers, size_t n);
+                          Mom__Carried *const *answers, size_t n);
 
 /* A Raft stream to or from node broke: the requests waiting on node fail
  * with UNAVAILABLE (their requests or answers may be lost). */
