@@ -781,10 +781,9 @@ int
 mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
                     int deadline_ms, mom_cluster_forward_cb cb, void *ctx)
 {
-    mom_peer_channel *ch = mom_cluster_channel(cl, node);
     mom_dest_t *d = mom_cluster_dest(cl, node);
 
-    if (ch == NULL) {
+    if (d == NULL || d->ch == NULL || cl->stopped) {
         return -1;
     }
     if (d->carries) {
@@ -796,7 +795,7 @@ mom_cluster_forward(mom_cluster_t *cl, uint32_t node, const Mom__Request *req,
         d->probe = true;
         mom_cluster_raft_send(d);
     }
-    return mom_forward_call(cl->fw, ch, req, deadline_ms, cb, ctx);
+    return mom_forward_call(cl->fw, d->ch, req, deadline_ms, cb, ctx);
 }
 
 mom_peer_stream *

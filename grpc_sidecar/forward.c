@@ -43,7 +43,7 @@ typedef struct {
 
 typedef struct {
     mom_fwd_item_t *v;
-    size_t n, cap, bytes;
+    size_t n, cap;
 } mom_fwd_items_t;
 
 /* The first n items of a queue, lent to the RaftBatch being packed. */
@@ -150,7 +150,6 @@ mom_fwd_items_push(mom_fwd_items_t *items, uint64_t id, uint8_t *buf,
     items->v[items->n].buf = buf;
     items->v[items->n].len = len;
     items->n++;
-    items->bytes += len;
     return 0;
 }
 
@@ -159,7 +158,6 @@ static void
 mom_fwd_items_shift(mom_fwd_items_t *items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        items->bytes -= items->v[i].len;
         mom_fwd_item_free(&items->v[i]);
     }
     items->n -= n;
@@ -372,14 +370,11 @@ mom_forward_call(mom_forward_t *fw, mom_peer_channel *ch,
 }
 
 bool
-mom_forward_queued(const mom_forward_t *fw, uint32_t node)
+mom_forward_queued(mom_forward_t *fw, uint32_t node)
 {
-    for (size_t i = 0; i < fw->n_peers; i++) {
-        if (fw->peers[i]->node == node) {
-            return fw->peers[i]->requests.n > 0 || fw->peers[i]->answers.n > 0;
-        }
-    }
-    return false;
+    mom_fwd_peer_t *p = mom_fwd_peer(fw, node, false);
+
+    return p != NULL && (p->requests.n > 0 || p->answers.n > 0);
 }
 
 /* How many of items fit in one batch (at least one). */

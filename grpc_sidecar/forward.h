@@ -41,7 +41,7 @@ int mom_forward_call(mom_forward_t *fw, mom_peer_channel *ch,
                      mom_cluster_forward_cb cb, void *ctx);
 
 /* Whether requests or answers wait for the next RaftBatch to node. */
-bool mom_forward_queued(const mom_forward_t *fw, uint32_t node);
+bool mom_forward_queued(mom_forward_t *fw, uint32_t node);
 
 /* Lends batch the requests and answers queued for node (as many as fit),
  * until mom_forward_filled, which must follow once batch is packed:

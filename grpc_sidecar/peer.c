@@ -144,8 +144,9 @@ peer_cq_thread(void *arg)
         }
         p->q_tail = o;
         o->queued = 1;
-        /* one wake-up per burst; a lazy op waits for the next one */
-        int wake = !o->lazy && !p->wake_pending;
+        /* one wake-up per burst; a lazy op waits for the next one unless
+         * it failed (its stream's end waits for it) */
+        int wake = (!o->lazy || !ev.success) && !p->wake_pending;
         if (wake) {
             p->wake_pending = 1;
         }
@@ -237,8 +238,8 @@ mom_peer_op_eager(mom_peer *p, mom_peer_op *o)
  * wake-up (which comes after the rest of the current iteration's work).
  * The other completions stay in the loop's list, dispatched as before.
  */
-int
-mom_peer_op_claim(mom_peer *p, mom_peer_op *o)
+static int
+peer_op_claim(mom_peer *p, mom_peer_op *o)
 {
     mom_peer_op *prev = NULL, *cur;
 
@@ -667,7 +668,7 @@ mom_peer_stream_write(mom_peer_stream *s, const uint8_t *buf, size_t len)
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    if (s->sending && mom_peer_op_claim(p, &s->op_send)) {
+    if (s->sending && peer_op_claim(p, &s->op_send)) {
         cli_on_send(s, 1); /* sent already: the next one starts now */
     } else if (s->sending) {
         mom_peer_op_eager(p, &s->op_send); /* this message waits for it */

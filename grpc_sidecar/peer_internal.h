@@ -177,8 +177,7 @@ grpc_call_error mom_peer_start_batch(mom_peer *p, grpc_call *call,
 int mom_peer_srv_listen(mom_peer *p, const char *listen_addr);
 void mom_peer_srv_dispatch(mom_peer *p, mom_peer_op *o);
 /* A lazy op (its completion does not wake the loop): the loop now waits
- * for it; or, when it has completed, take it to handle now (1). */
+ * for it. */
 void mom_peer_op_eager(mom_peer *p, mom_peer_op *o);
-int mom_peer_op_claim(mom_peer *p, mom_peer_op *o);
 
 #endif /* MOM_PEER_INTERNAL_H */

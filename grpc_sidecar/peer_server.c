@@ -394,9 +394,7 @@ mom_peer_stream_send(mom_peer_srv *s, const uint8_t *buf, size_t len)
         mom_peer_msgq_push(&s->q, buf, len) != 0) {
         return -1;
     }
-    if (s->sending && mom_peer_op_claim(p, &s->op_send)) {
-        srv_on_send(s, 1); /* sent already: the next one starts now */
-    } else if (s->sending) {
+    if (s->sending) {
         mom_peer_op_eager(p, &s->op_send); /* this message waits for it */
     }
     srv_pump(s);
